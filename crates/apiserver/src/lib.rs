@@ -1,0 +1,2 @@
+//! apiserver
+#![forbid(unsafe_code)]
