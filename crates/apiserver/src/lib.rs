@@ -1,2 +1,482 @@
-//! apiserver
+//! The Kubernetes-compatible API server: HTTPS with bearer-token authentication,
+//! discovery and OpenAPI, and one generic REST handler for every registered resource
+//! (get, list, watch, create, update, patch, delete, deletecollection, status, scale,
+//! binding), over the revisioned [`store`].
 #![forbid(unsafe_code)]
+
+mod discovery;
+mod gc;
+pub mod http;
+pub mod pki;
+mod printing;
+mod read;
+mod route;
+mod state;
+mod watch;
+mod write;
+
+use crate::http::{Body, Want};
+use crate::route::{Route, Target};
+use crate::state::{parse_query, State};
+use crate::write::{DeleteOpts, FieldValidation, PatchKind, WriteOpts};
+use ::http::{header, HeaderValue, Method, Request, Response};
+use api::{ApiError, Registry};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use store::SharedStore;
+use tokio::net::TcpListener;
+
+/// The largest request body accepted (Kubernetes' limit is 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// How the server is started.
+pub struct Config {
+    /// Where certificates, tokens and the kubeconfig live.
+    pub data_dir: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The store.
+    pub store: SharedStore,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Credentials could not be made or loaded.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another server running there?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed during start-up.
+    #[error("the store failed during start-up: {0}")]
+    Store(String),
+}
+
+/// A started server.
+pub struct Running {
+    /// The address actually bound (the port may have been 0).
+    pub addr: SocketAddr,
+    /// The admin kubeconfig.
+    pub kubeconfig: String,
+    /// Completes when the accept loop ends.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+async fn ensure_namespace(state: &State, name: &str) -> Result<(), ApiError> {
+    let key = format!("/core/namespaces/{name}");
+    if state.store.get(&key).await.map_err(state::store_error)?.is_some() {
+        return Ok(());
+    }
+    let obj = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": state::now(),
+                     "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    });
+    match state.store.create(&key, state::encode(&obj)?).await {
+        Ok(_) | Err(store::StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(state::store_error(e)),
+    }
+}
+
+/// Starts the server: makes credentials, writes the kubeconfig, binds, and serves.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| pki::PkiError::Io { path: config.data_dir.clone(), source })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let creds = pki::load_or_create(&config.data_dir, &[host.clone()])?;
+    let url_host = if addr.ip().is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host.clone() };
+    let address = format!("{url_host}:{}", addr.port());
+    let kubeconfig = pki::kubeconfig(&format!("https://{address}"), &creds.ca_pem, &creds.admin_token);
+    pki::write_private(&config.data_dir.join("kubeconfig"), &kubeconfig)?;
+
+    let state = Arc::new(State {
+        store: config.store,
+        registry: RwLock::new(Registry::default()),
+        crds: RwLock::new(Vec::new()),
+        admin_token: creds.admin_token.clone(),
+        address,
+    });
+    state.reload_crds().await.map_err(|e| StartError::Store(e.message))?;
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure_namespace(&state, ns).await.map_err(|e| StartError::Store(e.message))?;
+    }
+    gc::resume(state.clone()).await.map_err(|e| StartError::Store(e.message))?;
+    spawn_compactor(state.clone());
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(creds.tls.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok(Running { addr, kubeconfig, task })
+}
+
+/// Compacts the store's history every minute, keeping the last 10,000 revisions (enough
+/// for watchers to resume after a short disconnect, as Kubernetes' 5-minute window does).
+fn spawn_compactor(state: Arc<State>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let target = state.store.current_revision() - 10_000;
+            if target > state.store.compacted_revision() {
+                if let Err(e) = state.store.compact(target).await {
+                    tracing::warn!(error = %e, "compaction failed");
+                }
+            }
+        }
+    });
+}
+
+fn authenticated(state: &State, req: &Request<Incoming>) -> bool {
+    let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(token) = v.strip_prefix("Bearer ") else { return false };
+    constant_time_eq(token.trim().as_bytes(), state.admin_token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let resp = match route_and_serve(state, req).await {
+        Ok(r) => r,
+        Err(e) => http::error(&e),
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn route_and_serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let registry = state.registry();
+    let route = route::parse(&path, &registry);
+    // /version and health checks are public, as Kubernetes' system:public-info-viewer allows.
+    match &route {
+        Route::Version => return Ok(http::json(200, &discovery::version())),
+        Route::Health => return Ok(http::text(200, "ok")),
+        _ => {}
+    }
+    if !authenticated(&state, &req) {
+        return Err(ApiError::unauthorized());
+    }
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let want = http::negotiate(accept.as_deref());
+    if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
+        return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({path})")));
+    }
+    match route {
+        Route::Version | Route::Health => unreachable!("answered above"),
+        Route::CoreVersions => Ok(if want == Want::AggregatedDiscovery {
+            http::json_with(200, &discovery::aggregated(&registry, true), http::DISCOVERY_CONTENT_TYPE)
+        } else {
+            http::json(200, &discovery::core_versions(&state.address))
+        }),
+        Route::Groups => Ok(if want == Want::AggregatedDiscovery {
+            http::json_with(200, &discovery::aggregated(&registry, false), http::DISCOVERY_CONTENT_TYPE)
+        } else {
+            http::json(200, &discovery::group_list(&registry))
+        }),
+        Route::Group(g) => discovery::group(&registry, &g).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path)),
+        Route::ResourceList(g, v) => {
+            discovery::resource_list(&registry, &g, &v).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path))
+        }
+        Route::OpenApiIndex => Ok(http::json(200, &discovery::openapi_index(&registry))),
+        Route::OpenApiGroupVersion(g, v) => {
+            discovery::openapi_group_version(&registry, &g, &v).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path))
+        }
+        Route::OpenApiV2 => Err(ApiError::no_route(&path)),
+        Route::NotFound => Err(ApiError::no_route(&path)),
+        Route::Resource(t) => serve_resource(state, t, req, want).await,
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY`] bytes.
+async fn read_body(req: Request<Incoming>) -> Result<(String, bytes::Bytes), ApiError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > MAX_BODY {
+            return Err(ApiError::too_large(MAX_BODY));
+        }
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::too_large(MAX_BODY)
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    Ok((ct, bytes))
+}
+
+/// Parses a body by its content type: JSON, YAML or Kubernetes protobuf.
+fn parse_body(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request("the request body is empty; it must hold an object"));
+    }
+    if base == "application/vnd.kubernetes.protobuf" {
+        return k8s_protobuf::decode(bytes).map_err(|e| ApiError::bad_request(format!("cannot decode the protobuf body: {e}")));
+    }
+    let is_yaml = base.ends_with("yaml");
+    let is_json = base.ends_with("json") || base.is_empty() || base == "*/*";
+    if !is_yaml && !is_json {
+        return Err(ApiError::unsupported_media_type(ct));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) if !is_yaml => Err(ApiError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+        Err(_) => {
+            let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
+        }
+    }
+}
+
+fn write_opts(q: &std::collections::HashMap<String, String>, req_agent: &str, default_manager: &str) -> Result<WriteOpts, ApiError> {
+    let validation = match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", not {other:?}"
+            )))
+        }
+    };
+    let dry_run = match q.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("dryRun must be \"All\", not {other:?}"))),
+    };
+    let field_manager = match q.get("fieldManager") {
+        Some(m) if !m.is_empty() => {
+            if m.len() > 128 {
+                return Err(ApiError::bad_request("fieldManager must not be longer than 128 characters"));
+            }
+            m.clone()
+        }
+        _ if default_manager.is_empty() => String::new(),
+        _ => {
+            let agent = req_agent.split('/').next().unwrap_or("").trim();
+            if agent.is_empty() { default_manager.to_string() } else { agent.to_string() }
+        }
+    };
+    Ok(WriteOpts { field_manager, dry_run, validation })
+}
+
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let v = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(h) = HeaderValue::from_str(&v) {
+            resp.headers_mut().append("warning", h);
+        }
+    }
+    resp
+}
+
+fn delete_opts(q: &std::collections::HashMap<String, String>, body: Option<&Value>) -> Result<DeleteOpts, ApiError> {
+    let mut o = DeleteOpts::default();
+    if let Some(b) = body {
+        o.grace = b.get("gracePeriodSeconds").and_then(Value::as_i64);
+        o.propagation = b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
+        if o.propagation.is_none() {
+            if let Some(orphan) = b.get("orphanDependents").and_then(Value::as_bool) {
+                o.propagation = Some(if orphan { "Orphan" } else { "Background" }.into());
+            }
+        }
+        o.uid = b["preconditions"].get("uid").and_then(Value::as_str).map(str::to_string);
+        o.resource_version = b["preconditions"].get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+        o.dry_run = b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+    }
+    if let Some(g) = q.get("gracePeriodSeconds") {
+        o.grace = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?);
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        o.propagation = Some(p.clone());
+    }
+    if q.get("dryRun").is_some_and(|d| d == "All") {
+        o.dry_run = true;
+    }
+    Ok(o)
+}
+
+async fn serve_resource(state: Arc<State>, t: Target, req: Request<Incoming>, want: Want) -> Result<Response<Body>, ApiError> {
+    let q = parse_query(req.uri().query());
+    let method = req.method().clone();
+    let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let name = t.name.clone();
+    let sub = t.sub.clone();
+    let is_watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let unsupported = |what: &str| {
+        Err(ApiError::method_not_allowed(format!("{what} is not supported on {}", t.info.group_resource())))
+    };
+    match (method, name.as_deref(), sub.as_deref()) {
+        (Method::GET, None, None) if is_watch => watch::watch(state, t, want, q).await,
+        (Method::GET, None, None) => read::list(&state, &t, want, &q).await,
+        (Method::GET, Some(n), None | Some("status")) => read::get(&state, &t, n, want, &q).await,
+        (Method::GET, Some(n), Some("scale")) => {
+            let obj = read::get_object(&state, &t, n).await?;
+            Ok(http::json(200, &read::scale_of(&t.info, &obj)))
+        }
+        (Method::GET, Some(_), Some(s)) => Err(ApiError::unavailable(format!(
+            "pods/{s} needs a node agent, and no agent serves this pod"
+        ))),
+        (Method::POST, None, None) => {
+            let opts = write_opts(&q, &agent, "unknown")?;
+            let (ct, bytes) = read_body(req).await?;
+            let body = parse_body(&ct, &bytes)?;
+            let w = write::create(&state, &t, body, &opts).await?;
+            Ok(with_warnings(http::json(201, &w.object), &w.warnings))
+        }
+        (Method::POST, Some(n), Some("binding")) => {
+            let opts = write_opts(&q, &agent, "unknown")?;
+            let (ct, bytes) = read_body(req).await?;
+            let body = parse_body(&ct, &bytes)?;
+            let s = write::bind(&state, &t, n, &body, &opts).await?;
+            Ok(http::json(201, &s))
+        }
+        (Method::POST, Some(n), Some("eviction")) => {
+            let (ct, bytes) = read_body(req).await?;
+            let body = parse_body(&ct, &bytes).ok();
+            let opts = delete_opts(&q, body.as_ref().and_then(|b| b.get("deleteOptions")))?;
+            write::delete(&state, &t, n, &opts).await?;
+            Ok(http::json(201, &api::status::success(None)))
+        }
+        (Method::PUT, Some(n), None | Some("status")) => {
+            let opts = write_opts(&q, &agent, "unknown")?;
+            let (ct, bytes) = read_body(req).await?;
+            let body = parse_body(&ct, &bytes)?;
+            let w = write::update(&state, &t, n, body, &opts, sub.as_deref()).await?;
+            Ok(with_warnings(http::json(200, &w.object), &w.warnings))
+        }
+        (Method::PUT, Some(n), Some("scale")) => {
+            let opts = write_opts(&q, &agent, "unknown")?;
+            let (ct, bytes) = read_body(req).await?;
+            let body = parse_body(&ct, &bytes)?;
+            let scale = write::update_scale(&state, &t, n, &opts, |_| Ok(body.clone())).await?;
+            Ok(http::json(200, &scale))
+        }
+        (Method::PUT, Some(n), Some("finalize")) => {
+            let opts = write_opts(&q, &agent, "unknown")?;
+            let (ct, bytes) = read_body(req).await?;
+            let body = parse_body(&ct, &bytes)?;
+            let spec = body.get("spec").cloned();
+            let w = write::update_with(&state, &t, n, &opts, Some("finalize"), |cur| {
+                let mut o = cur.clone();
+                if let Some(s) = &spec {
+                    o["spec"] = s.clone();
+                }
+                Ok(o)
+            })
+            .await?;
+            Ok(http::json(200, &w.object))
+        }
+        (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
+            let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let kind = PatchKind::from_content_type(&ct).ok_or_else(|| {
+                ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"))
+            })?;
+            let default_manager = if kind == PatchKind::Apply { "" } else { "unknown" };
+            let opts = write_opts(&q, &agent, default_manager)?;
+            let force = q.get("force").is_some_and(|f| f == "true");
+            if force && kind != PatchKind::Apply {
+                return Err(ApiError::bad_request("force may only be set for apply patches"));
+            }
+            let (_, bytes) = read_body(req).await?;
+            let body_ct = if kind == PatchKind::Apply { "application/yaml" } else { "application/json" };
+            let body = parse_body(body_ct, &bytes)?;
+            let w = write::patch(&state, &t, n, kind, body, &opts, sub.as_deref(), force).await?;
+            let status = if w.created { 201 } else { 200 };
+            Ok(with_warnings(http::json(status, &w.object), &w.warnings))
+        }
+        (Method::DELETE, Some(n), None) => {
+            let (_, bytes) = read_body(req).await?;
+            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) { None } else { Some(parse_body("application/json", &bytes)?) };
+            let opts = delete_opts(&q, body.as_ref())?;
+            let obj = write::delete(&state, &t, n, &opts).await?;
+            let code = if api::meta::is_deleting(&obj) && !opts.dry_run { 202 } else { 200 };
+            Ok(http::json(code, &obj))
+        }
+        (Method::DELETE, None, None) => {
+            let (_, bytes) = read_body(req).await?;
+            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) { None } else { Some(parse_body("application/json", &bytes)?) };
+            let opts = delete_opts(&q, body.as_ref())?;
+            let (items, rev, _) = read::list_objects(&state, &t, &q).await?;
+            let mut deleted = Vec::new();
+            for obj in items {
+                let Some(n) = api::meta::name(&obj).map(str::to_string) else { continue };
+                let mut ot = t.clone();
+                ot.namespace = api::meta::namespace(&obj).map(str::to_string);
+                match write::delete(&state, &ot, &n, &opts).await {
+                    Ok(o) => deleted.push(o),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(http::json(200, &json!({
+                "kind": t.info.list_kind(), "apiVersion": t.info.api_version(),
+                "metadata": {"resourceVersion": rev.to_string()}, "items": deleted,
+            })))
+        }
+        (m, _, _) => unsupported(&format!("{m}")),
+    }
+}

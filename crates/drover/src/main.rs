@@ -1,1 +1,40 @@
-fn main() {}
+//! `drover`: one binary for the control plane and the command line. Each verb lives in
+//! its own file under `cmd/`; this file only parses arguments and reports errors.
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Drover: a container orchestrator that speaks the Kubernetes API.
+#[derive(Parser)]
+#[command(name = "drover", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (API server and embedded store).
+    Server(cmd::server::Args),
+    /// Print the admin kubeconfig.
+    Kubeconfig {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => cmd::server::run(args),
+        Command::Kubeconfig { data_dir } => cmd::kubeconfig::run(data_dir),
+    };
+    if let Err(e) = result {
+        eprintln!("drover: {e:#}");
+        std::process::exit(1);
+    }
+}

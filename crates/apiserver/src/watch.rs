@@ -1,0 +1,173 @@
+//! Watch: a chunked stream of `{"type": ..., "object": ...}` lines, one per event.
+//!
+//! resourceVersion unset or "0" first sends the current objects as ADDED (kubectl's
+//! single-object watch drops that first event, expecting it); otherwise every event after
+//! the given revision. A selector turns an update that stops matching into DELETED and
+//! one that starts matching into ADDED. A compacted revision ends in an ERROR event with
+//! a 410 Status, after which clients re-list.
+
+use crate::http::{Body, Want};
+use crate::printing;
+use crate::read::{list_objects, Selectors};
+use crate::route::Target;
+use crate::state::State;
+use api::{meta, ApiError};
+use bytes::Bytes;
+use futures::StreamExt;
+use ::http::{header, HeaderValue, Response};
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use store::EventKind;
+use tokio::sync::mpsc;
+
+/// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+
+struct Encoder {
+    state: Arc<State>,
+    t: Target,
+    want: Want,
+    include: Option<String>,
+    sent_columns: bool,
+}
+
+impl Encoder {
+    fn line(&mut self, kind: &str, obj: Value) -> Bytes {
+        let object = if self.want == Want::Table && kind != "BOOKMARK" && kind != "ERROR" {
+            let rv = meta::resource_version(&obj).unwrap_or("").to_string();
+            let with_columns = !self.sent_columns;
+            self.sent_columns = true;
+            printing::table(&self.state, &self.t.info, vec![obj], &rv, self.include.as_deref(), with_columns)
+        } else {
+            obj
+        };
+        let mut b = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        b.push(b'\n');
+        Bytes::from(b)
+    }
+}
+
+fn parse_rv(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s:?}")))
+}
+
+/// Starts a watch and returns the streaming response.
+pub async fn watch(state: Arc<State>, t: Target, want: Want, q: HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+    let sel = Selectors::from_query(&q, &t.info)?;
+    let rv = q.get("resourceVersion").cloned().unwrap_or_default();
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
+    let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let prefix = t.info.namespace_prefix(t.namespace.as_deref());
+
+    // Initial state, when asked for (RV unset/0, or sendInitialEvents=true).
+    let mut initial = Vec::new();
+    let from = if rv.is_empty() || rv == "0" || send_initial == Some(true) {
+        let mut lq = q.clone();
+        lq.remove("limit");
+        lq.remove("continue");
+        let (items, rev, _) = list_objects(&state, &t, &lq).await?;
+        initial = items;
+        rev
+    } else {
+        parse_rv(&rv)?
+    };
+    let initial_end_bookmark = send_initial == Some(true);
+
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let mut enc = Encoder { state: state.clone(), t: t.clone(), want, include: q.get("includeObject").cloned(), sent_columns: false };
+    let stream = state.store.watch(&prefix, from);
+    tokio::spawn(async move {
+        let mut last_rev = from;
+        for obj in initial {
+            if tx.send(enc.line("ADDED", obj)).await.is_err() {
+                return;
+            }
+        }
+        let bookmark = |rev: i64, end: bool| {
+            let mut m = json!({"resourceVersion": rev.to_string()});
+            if end {
+                m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            }
+            json!({"kind": t.info.kind, "apiVersion": t.info.api_version(), "metadata": m})
+        };
+        if initial_end_bookmark && tx.send(enc.line("BOOKMARK", bookmark(from, true))).await.is_err() {
+            return;
+        }
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                let err = crate::state::store_error(e);
+                let _ = tx.send(enc.line("ERROR", err.to_status())).await;
+                return;
+            }
+        };
+        let deadline = timeout.map(|d| tokio::time::Instant::now() + d);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, stream.next()).await.ok(),
+                    None => Some(stream.next().await),
+                }
+            };
+            let ev = tokio::select! {
+                ev = next => ev,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(enc.line("BOOKMARK", bookmark(last_rev, false))).await.is_err() { return; }
+                    continue;
+                }
+                _ = tx.closed() => return,
+            };
+            let Some(ev) = ev else { return }; // timeout reached
+            let ev = match ev {
+                Some(Ok(ev)) => ev,
+                Some(Err(e)) => {
+                    let err = crate::state::store_error(e);
+                    let _ = tx.send(enc.line("ERROR", err.to_status())).await;
+                    return;
+                }
+                None => return,
+            };
+            last_rev = ev.kv.mod_revision;
+            let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else { continue };
+            meta::set(&mut obj, "resourceVersion", json!(ev.kv.mod_revision.to_string()));
+            let now_matches = sel.matches(&t.info, &obj);
+            let prev_matches = ev
+                .prev
+                .as_ref()
+                .and_then(|p| serde_json::from_slice::<Value>(&p.value).ok())
+                .map(|p| sel.matches(&t.info, &p));
+            let kind = match (ev.kind, prev_matches, now_matches) {
+                (EventKind::Delete, Some(true), _) | (EventKind::Delete, None, true) => "DELETED",
+                (EventKind::Delete, _, _) => continue,
+                (EventKind::Put, None, true) => "ADDED",
+                (EventKind::Put, Some(false), true) => "ADDED",
+                (EventKind::Put, Some(true), true) => "MODIFIED",
+                (EventKind::Put, Some(true), false) => "DELETED",
+                (EventKind::Put, _, false) => continue,
+            };
+            if tx.send(enc.line(kind, obj)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = StreamBody::new(
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx)) }),
+    );
+    let mut resp = Response::new(http_body_util::BodyExt::boxed(body));
+    let ct = if want == Want::Table { crate::http::TABLE_CONTENT_TYPE } else { "application/json" };
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}

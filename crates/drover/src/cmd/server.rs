@@ -1,0 +1,71 @@
+//! `drover server`: the control plane with its embedded store.
+
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Flags of `drover server`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the store, certificates and kubeconfig live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The HTTPS address to listen on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Do not run a node agent in this process.
+    #[arg(long)]
+    no_agent: bool,
+    /// The store: `sqlite` (default, embedded in DATA_DIR) or `etcd://HOST:PORT[,HOST:PORT]`.
+    #[arg(long)]
+    store: Option<String>,
+}
+
+/// Starts the server and serves until SIGINT or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let _ = args.no_agent; // The node agent arrives with its own issue; nothing runs here yet.
+    let store: store::SharedStore = match args.store.as_deref() {
+        None | Some("sqlite") => Arc::new(
+            store::SqliteStore::open(data_dir.join("state.db"))
+                .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
+        ),
+        Some(other) if other.starts_with("etcd://") => {
+            bail!("the etcd store ({other}) is not available in this build yet; use the embedded store (omit --store)")
+        }
+        Some(other) => bail!("unknown store {other:?}: use `sqlite` or `etcd://HOST:PORT`"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let running = apiserver::start(apiserver::Config { data_dir: data_dir.clone(), listen: args.listen, store })
+            .await
+            .context("cannot start the API server")?;
+        tracing::info!(addr = %running.addr, "API server ready");
+        eprintln!(
+            "drover: serving the Kubernetes API on https://{}\n  export KUBECONFIG={}",
+            running.addr,
+            data_dir.join("kubeconfig").display()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = running.task => {}
+        }
+        tracing::info!("shutting down");
+        Ok(())
+    })
+}
