@@ -163,7 +163,13 @@ pub fn openapi_index(registry: &Registry) -> Value {
 /// `/openapi/v3/{gv}`: the operations of each kind, with their group-version-kind and the
 /// `fieldValidation` parameter (what kubectl's client-side validation looks for), and a
 /// permissive schema per kind.
-pub fn openapi_group_version(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub fn openapi_group_version(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+    crd_schema: &dyn Fn(&ResourceInfo) -> Option<Value>,
+) -> Option<Value> {
+    let builtin = crate::schemas::builtin(group, version);
     let resources: Vec<&ResourceInfo> = registry
         .all()
         .iter()
@@ -183,7 +189,10 @@ pub fn openapi_group_version(registry: &Registry, group: &str, version: &str) ->
     ]);
     for r in resources {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let schema_name = format!("drover.{}.{}.{}", if r.group.is_empty() { "core" } else { &r.group }, r.version, r.kind);
+        let schema_name = match builtin.and_then(|b| b.kinds.get(&r.kind)) {
+            Some(n) => n.clone(),
+            None => format!("drover.{}.{}.{}", if r.group.is_empty() { "core" } else { &r.group }, r.version, r.kind),
+        };
         let reference = json!({"$ref": format!("#/components/schemas/{schema_name}")});
         let op = |id: &str| json!({
             "operationId": format!("{id}{}", r.kind),
@@ -205,21 +214,30 @@ pub fn openapi_group_version(registry: &Registry, group: &str, version: &str) ->
             format!("{root}/{}", r.plural)
         };
         paths.insert(collection, json!({"get": op("list"), "post": op("create")}));
-        schemas.insert(
-            schema_name,
+        if builtin.is_some_and(|b| b.kinds.contains_key(&r.kind)) {
+            continue;
+        }
+        let mut schema = crd_schema(r).unwrap_or_else(|| {
             json!({
                 "type": "object",
-                "description": format!("{} ({}).", r.kind, r.api_version()),
                 "properties": {
                     "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
                     "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
                     "metadata": {"type": "object", "description": "Standard object's metadata."},
-                    "spec": {"type": "object", "description": "Specification of the desired behavior.", "x-kubernetes-preserve-unknown-fields": true},
-                    "status": {"type": "object", "description": "Most recently observed status.", "x-kubernetes-preserve-unknown-fields": true},
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
                 },
-                "x-kubernetes-group-version-kind": [gvk],
-            }),
-        );
+            })
+        });
+        if let Value::Object(m) = &mut schema {
+            m.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+        }
+        schemas.insert(schema_name, schema);
+    }
+    if let Some(b) = builtin {
+        for (k, v) in &b.definitions {
+            schemas.insert(k.clone(), v.clone());
+        }
     }
     Some(json!({
         "openapi": "3.0.0",

@@ -11,6 +11,7 @@ pub mod pki;
 mod printing;
 mod read;
 mod route;
+mod schemas;
 mod state;
 mod watch;
 mod write;
@@ -229,7 +230,10 @@ async fn route_and_serve(state: Arc<State>, req: Request<Incoming>) -> Result<Re
         }
         Route::OpenApiIndex => Ok(http::json(200, &discovery::openapi_index(&registry))),
         Route::OpenApiGroupVersion(g, v) => {
-            discovery::openapi_group_version(&registry, &g, &v).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path))
+            let crd_schema = |r: &api::ResourceInfo| {
+                state.crd_version(r).and_then(|v| v.get("schema").and_then(|s| s.get("openAPIV3Schema")).cloned())
+            };
+            discovery::openapi_group_version(&registry, &g, &v, &crd_schema).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path))
         }
         Route::OpenApiV2 => Err(ApiError::no_route(&path)),
         Route::NotFound => Err(ApiError::no_route(&path)),

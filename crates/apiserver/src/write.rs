@@ -578,7 +578,7 @@ fn apply_error(info: &ResourceInfo, name: &str, e: patch::ApplyError) -> ApiErro
                 .iter()
                 .map(|c| api::status::Cause {
                     reason: "FieldManagerConflict".into(),
-                    message: format!("conflict with {:?} using {}", c.manager, c.api_version),
+                    message: format!("conflict with {}", c.manager_display()),
                     field: c.field.clone(),
                 })
                 .collect();
@@ -609,7 +609,14 @@ async fn apply(state: &State, t: &Target, name: &str, applied: Value, opts: &Wri
             let opts2 = opts.clone();
             update_with(state, t, name, &opts2, sub, |current| {
                 let req = patch::ApplyRequest { live: Some(current), applied: &applied, manager: &opts.field_manager, force, api_version: &av, kind: &info.kind, now: &now_s };
-                let mut out = patch::server_side_apply(&req).map_err(|e| apply_error(&info, name, e))?;
+                let mut out = match patch::server_side_apply(&req) {
+                    Ok(o) => o,
+                    Err(patch::ApplyError::Conflicts(cs)) => upgrade_from_client_side_apply(current, &req, &cs)
+                        .ok_or(patch::ApplyError::Conflicts(cs))
+                        .and_then(|r| r)
+                        .map_err(|e| apply_error(&info, name, e))?,
+                    Err(e) => return Err(apply_error(&info, name, e)),
+                };
                 // The apply result must not pin a resourceVersion the client did not send.
                 if meta::resource_version(&applied).is_none() {
                     meta::set(&mut out, "resourceVersion", json!(meta::resource_version(current).unwrap_or("")));
@@ -619,6 +626,22 @@ async fn apply(state: &State, t: &Target, name: &str, applied: Value, opts: &Wri
             .await
         }
     }
+}
+
+/// The first server-side apply of an object that `kubectl apply` managed client-side takes
+/// over the fields of its last-applied configuration without conflicts, as Kubernetes'
+/// last-applied manager does: when every conflict is with the client-side apply manager and
+/// the object carries a last-applied annotation, the apply is forced. None when this does
+/// not apply.
+fn upgrade_from_client_side_apply(live: &Value, req: &patch::ApplyRequest<'_>, conflicts: &[patch::Conflict]) -> Option<Result<Value, patch::ApplyError>> {
+    live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str()?;
+    let already_applies = live["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|m| m.iter().any(|e| e["manager"] == json!(req.manager) && e["operation"] == json!("Apply")));
+    if already_applies || !conflicts.iter().all(|c| c.manager == "kubectl-client-side-apply") {
+        return None;
+    }
+    Some(patch::server_side_apply(&patch::ApplyRequest { force: true, ..*req }))
 }
 
 /// Create for server-side apply: the managedFields the apply computed are kept.
