@@ -4,22 +4,34 @@ use serde_json::{Map, Value};
 
 /// `metadata.name`, if set and non-empty.
 pub fn name(obj: &Value) -> Option<&str> {
-    obj.get("metadata")?.get("name")?.as_str().filter(|s| !s.is_empty())
+    obj.get("metadata")?
+        .get("name")?
+        .as_str()
+        .filter(|s| !s.is_empty())
 }
 
 /// `metadata.namespace`, if set and non-empty.
 pub fn namespace(obj: &Value) -> Option<&str> {
-    obj.get("metadata")?.get("namespace")?.as_str().filter(|s| !s.is_empty())
+    obj.get("metadata")?
+        .get("namespace")?
+        .as_str()
+        .filter(|s| !s.is_empty())
 }
 
 /// `metadata.resourceVersion`, if set and non-empty.
 pub fn resource_version(obj: &Value) -> Option<&str> {
-    obj.get("metadata")?.get("resourceVersion")?.as_str().filter(|s| !s.is_empty())
+    obj.get("metadata")?
+        .get("resourceVersion")?
+        .as_str()
+        .filter(|s| !s.is_empty())
 }
 
 /// `metadata.uid`, if set.
 pub fn uid(obj: &Value) -> Option<&str> {
-    obj.get("metadata")?.get("uid")?.as_str().filter(|s| !s.is_empty())
+    obj.get("metadata")?
+        .get("uid")?
+        .as_str()
+        .filter(|s| !s.is_empty())
 }
 
 /// `metadata.labels` (empty when absent).
@@ -36,7 +48,11 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.get("metadata")
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -52,8 +68,12 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.is_object() {
         *obj = Value::Object(Map::new());
     }
-    let Value::Object(map) = obj else { unreachable!("made an object above") };
-    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(map) = obj else {
+        unreachable!("made an object above")
+    };
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }

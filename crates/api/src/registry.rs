@@ -2,7 +2,7 @@
 //! scope, short names and subresources. One generic REST handler serves all of them;
 //! custom resources are added at run time when their CRD is created.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// One served resource.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,7 +30,16 @@ pub struct ResourceInfo {
 }
 
 /// The verbs every resource supports.
-pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 impl ResourceInfo {
     /// `apps/v1` or `v1`.
@@ -49,7 +58,11 @@ impl ResourceInfo {
 
     /// The store key prefix of this resource: `/<group or core>/<plural>/`.
     pub fn key_prefix(&self) -> String {
-        let g = if self.group.is_empty() { "core" } else { &self.group };
+        let g = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         format!("/{g}/{}/", self.plural)
     }
 
@@ -80,6 +93,8 @@ impl ResourceInfo {
     }
 }
 
+// One row of the built-in table: positional on purpose, so the table reads as a table.
+#[allow(clippy::too_many_arguments)]
 fn builtin(
     group: &str,
     version: &str,
@@ -107,37 +122,298 @@ fn builtin(
 /// The built-in resources, in discovery order.
 pub fn builtins() -> Vec<ResourceInfo> {
     vec![
-        builtin("", "v1", "Namespace", "namespaces", false, &["ns"], false, &["status", "finalize"]),
-        builtin("", "v1", "Pod", "pods", true, &["po"], true, &["status", "binding", "log", "exec", "attach", "portforward", "eviction", "ephemeralcontainers"]),
-        builtin("", "v1", "Service", "services", true, &["svc"], true, &["status", "proxy"]),
-        builtin("", "v1", "Endpoints", "endpoints", true, &["ep"], false, &[]),
-        builtin("", "v1", "Node", "nodes", false, &["no"], false, &["status", "proxy"]),
-        builtin("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, &[]),
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            false,
+            &["status", "finalize"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Pod",
+            "pods",
+            true,
+            &["po"],
+            true,
+            &[
+                "status",
+                "binding",
+                "log",
+                "exec",
+                "attach",
+                "portforward",
+                "eviction",
+                "ephemeralcontainers",
+            ],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Service",
+            "services",
+            true,
+            &["svc"],
+            true,
+            &["status", "proxy"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            false,
+            &[],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Node",
+            "nodes",
+            false,
+            &["no"],
+            false,
+            &["status", "proxy"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            false,
+            &[],
+        ),
         builtin("", "v1", "Secret", "secrets", true, &[], false, &[]),
-        builtin("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, &["token"]),
+        builtin(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            false,
+            &["token"],
+        ),
         builtin("", "v1", "Event", "events", true, &["ev"], false, &[]),
-        builtin("", "v1", "ReplicationController", "replicationcontrollers", true, &["rc"], true, &["status", "scale"]),
-        builtin("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], false, &["status"]),
-        builtin("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], false, &["status"]),
-        builtin("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"], false, &["status"]),
-        builtin("", "v1", "LimitRange", "limitranges", true, &["limits"], false, &[]),
-        builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, &["status", "scale"]),
-        builtin("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, &["status", "scale"]),
-        builtin("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, &["status"]),
-        builtin("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], true, &["status", "scale"]),
-        builtin("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], false, &[]),
+        builtin(
+            "",
+            "v1",
+            "ReplicationController",
+            "replicationcontrollers",
+            true,
+            &["rc"],
+            true,
+            &["status", "scale"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            false,
+            &["status"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "PersistentVolume",
+            "persistentvolumes",
+            false,
+            &["pv"],
+            false,
+            &["status"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "ResourceQuota",
+            "resourcequotas",
+            true,
+            &["quota"],
+            false,
+            &["status"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "LimitRange",
+            "limitranges",
+            true,
+            &["limits"],
+            false,
+            &[],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            true,
+            &["status", "scale"],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            true,
+            &["status", "scale"],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "DaemonSet",
+            "daemonsets",
+            true,
+            &["ds"],
+            true,
+            &["status"],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            true,
+            &["status", "scale"],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            false,
+            &[],
+        ),
         builtin("batch", "v1", "Job", "jobs", true, &[], true, &["status"]),
-        builtin("batch", "v1", "CronJob", "cronjobs", true, &["cj"], true, &["status"]),
-        builtin("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false, &[]),
-        builtin("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], true, &["status"]),
-        builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[], false, &[]),
-        builtin("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], false, &["status"]),
-        builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], false, &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[], false, &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[], false, &[]),
-        builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[], false, &[]),
-        builtin("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, &["pc"], false, &[]),
-        builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], false, &["status"]),
+        builtin(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            true,
+            &["cj"],
+            true,
+            &["status"],
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            false,
+            &[],
+        ),
+        builtin(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            &["hpa"],
+            true,
+            &["status"],
+        ),
+        builtin(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            true,
+            &[],
+            false,
+            &[],
+        ),
+        builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            false,
+            &["status"],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            true,
+            &[],
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            false,
+            &[],
+        ),
+        builtin(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &["pc"],
+            false,
+            &[],
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            false,
+            &["status"],
+        ),
     ]
 }
 
@@ -149,7 +425,9 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { resources: builtins() }
+        Registry {
+            resources: builtins(),
+        }
     }
 }
 
@@ -168,7 +446,9 @@ impl Registry {
 
     /// Finds a resource by group and kind (any version).
     pub fn find_kind(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {
-        self.resources.iter().find(|r| r.group == group && r.kind == kind)
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
     }
 
     /// The served group-versions, each with its preferred version first: (group, versions).
@@ -207,17 +487,28 @@ pub fn custom_resources(crd: &Value) -> Vec<ResourceInfo> {
     ) else {
         return Vec::new();
     };
-    if crd["metadata"].get("deletionTimestamp").is_some_and(|d| !d.is_null()) {
+    if crd["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|d| !d.is_null())
+    {
         return Vec::new();
     }
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut versions: Vec<&Value> = spec["versions"]
         .as_array()
-        .map(|a| a.iter().filter(|v| v["served"].as_bool().unwrap_or(true)).collect())
+        .map(|a| {
+            a.iter()
+                .filter(|v| v["served"].as_bool().unwrap_or(true))
+                .collect()
+        })
         .unwrap_or_default();
     // The storage version is the preferred one: list it first.
     versions.sort_by_key(|v| !v["storage"].as_bool().unwrap_or(false));
@@ -273,7 +564,10 @@ pub fn api_resource_entries(r: &ResourceInfo) -> Vec<Value> {
             "exec" | "attach" | "portforward" => ("PodExecOptions", &["create", "get"]),
             "token" => ("TokenRequest", &["create"]),
             "finalize" => ("Namespace", &["update"]),
-            "proxy" => ("NodeProxyOptions", &["create", "delete", "get", "patch", "update"]),
+            "proxy" => (
+                "NodeProxyOptions",
+                &["create", "delete", "get", "patch", "update"],
+            ),
             _ => (&r.kind, &["get", "patch", "update"]),
         };
         out.push(json!({
@@ -295,7 +589,10 @@ mod tests {
     fn keys_are_scoped() {
         let reg = Registry::default();
         let d = reg.find("apps", "v1", "deployments").unwrap();
-        assert_eq!(d.key(Some("default"), "web"), "/apps/deployments/default/web");
+        assert_eq!(
+            d.key(Some("default"), "web"),
+            "/apps/deployments/default/web"
+        );
         let n = reg.find("", "v1", "nodes").unwrap();
         assert_eq!(n.key(Some("default"), "n1"), "/core/nodes/n1");
         assert_eq!(d.api_version(), "apps/v1");

@@ -1,7 +1,7 @@
 //! API errors as Kubernetes `Status` objects, so that kubectl prints them as it does
 //! for a real cluster (`Error from server (NotFound): deployments.apps "x" not found`).
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// One cause of an error (`details.causes[]`), e.g. a field that failed validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +24,13 @@ pub struct ApiError {
     pub reason: &'static str,
     /// The message kubectl prints.
     pub message: String,
+    /// `Status.details` (boxed: errors travel through every `Result` of the server).
+    pub details: Box<Details>,
+}
+
+/// `Status.details`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Details {
     /// `details.name`.
     pub name: Option<String>,
     /// `details.group`.
@@ -52,36 +59,47 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after: None,
+            details: Box::default(),
         }
     }
 
     fn with_target(mut self, group: &str, plural: &str, name: &str) -> Self {
-        self.group = Some(group.to_string());
-        self.kind = Some(plural.to_string());
-        self.name = Some(name.to_string());
+        self.details.group = Some(group.to_string());
+        self.details.kind = Some(plural.to_string());
+        self.details.name = Some(name.to_string());
         self
     }
 
     /// 404: the named object does not exist.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", group_resource(group, plural)))
-            .with_target(group, plural, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", group_resource(group, plural)),
+        )
+        .with_target(group, plural, name)
     }
 
     /// 404 for a path that names no resource.
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     /// 409: create of an object that exists.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", group_resource(group, plural)))
-            .with_target(group, plural, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!(
+                "{} \"{name}\" already exists",
+                group_resource(group, plural)
+            ),
+        )
+        .with_target(group, plural, name)
     }
 
     /// 409: an update carried a stale resourceVersion or a failed precondition.
@@ -89,7 +107,10 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", group_resource(group, plural)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                group_resource(group, plural)
+            ),
         )
         .with_target(group, plural, name)
     }
@@ -105,12 +126,18 @@ impl ApiError {
     }
 
     /// 422: the object failed validation; `message` is the full Kubernetes message.
-    pub fn invalid(group: &str, kind: &str, name: &str, message: String, causes: Vec<Cause>) -> Self {
+    pub fn invalid(
+        group: &str,
+        kind: &str,
+        name: &str,
+        message: String,
+        causes: Vec<Cause>,
+    ) -> Self {
         let mut e = Self::new(422, "Invalid", message);
-        e.group = Some(group.to_string());
-        e.kind = Some(kind.to_string());
-        e.name = Some(name.to_string());
-        e.causes = causes;
+        e.details.group = Some(group.to_string());
+        e.details.kind = Some(kind.to_string());
+        e.details.name = Some(name.to_string());
+        e.details.causes = causes;
         e
     }
 
@@ -146,17 +173,31 @@ impl ApiError {
 
     /// 413: the body is larger than the server accepts.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request body is larger than the limit of {limit} bytes"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
     }
 
     /// 415: the body's content type is not supported here.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
+        )
     }
 
     /// 500: something failed inside the server; the write did not happen.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// 503: the server cannot serve this now.
@@ -176,29 +217,32 @@ impl ApiError {
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        if let Some(n) = &self.details.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
-            if !g.is_empty() {
-                details.insert("group".into(), json!(g));
-            }
+        if let Some(g) = &self.details.group
+            && !g.is_empty()
+        {
+            details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &self.details.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
+        if !self.details.causes.is_empty() {
             details.insert(
                 "causes".into(),
                 Value::Array(
-                    self.causes
+                    self.details
+                        .causes
                         .iter()
-                        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                        .map(
+                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                        )
                         .collect(),
                 ),
             );
         }
-        if let Some(s) = self.retry_after {
+        if let Some(s) = self.details.retry_after {
             details.insert("retryAfterSeconds".into(), json!(s));
         }
         if !details.is_empty() {
@@ -237,6 +281,11 @@ mod tests {
     fn conflict_names_the_object() {
         let s = ApiError::stale("", "configmaps", "c").to_status();
         assert_eq!(s["reason"], "Conflict");
-        assert!(s["message"].as_str().unwrap().starts_with("Operation cannot be fulfilled on configmaps \"c\""));
+        assert!(
+            s["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Operation cannot be fulfilled on configmaps \"c\"")
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! `/version`, legacy and aggregated discovery, and the OpenAPI v3 documents kubectl
 //! needs before `apply` (it checks that each kind's PATCH accepts `fieldValidation`).
 
-use api::registry::{api_resource_entries, VERBS};
+use api::registry::{VERBS, api_resource_entries};
 use api::{Registry, ResourceInfo};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// The Kubernetes version Drover reports. kubectl's dispatcher picks its kubectl minor from it.
 pub fn version() -> Value {
@@ -47,12 +47,16 @@ pub fn group_list(registry: &Registry) -> Value {
 
 /// `/apis/{group}` as APIGroup.
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
-    registry.groups().iter().find(|(g, _)| g == name && !g.is_empty()).map(|(g, vs)| {
-        let mut e = group_entry(g, vs);
-        e["kind"] = json!("APIGroup");
-        e["apiVersion"] = json!("v1");
-        e
-    })
+    registry
+        .groups()
+        .iter()
+        .find(|(g, _)| g == name && !g.is_empty())
+        .map(|(g, vs)| {
+            let mut e = group_entry(g, vs);
+            e["kind"] = json!("APIGroup");
+            e["apiVersion"] = json!("v1");
+            e
+        })
 }
 
 /// `/api/v1` or `/apis/{g}/{v}` as APIResourceList.
@@ -66,8 +70,14 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn aggregated_resource(r: &ResourceInfo) -> Value {
@@ -128,7 +138,11 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
-            let meta = if g.is_empty() { json!({"creationTimestamp": null}) } else { json!({"name": g, "creationTimestamp": null}) };
+            let meta = if g.is_empty() {
+                json!({"creationTimestamp": null})
+            } else {
+                json!({"name": g, "creationTimestamp": null})
+            };
             json!({"metadata": meta, "versions": vs})
         })
         .collect();
@@ -139,7 +153,11 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
 fn gv_hash(registry: &Registry, group: &str, version: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for r in registry.all().iter().filter(|r| r.group == group && r.version == version) {
+    for r in registry
+        .all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         r.kind.hash(&mut h);
         r.plural.hash(&mut h);
         r.namespaced.hash(&mut h);
@@ -152,9 +170,16 @@ pub fn openapi_index(registry: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
     for (g, versions) in registry.groups() {
         for v in versions {
-            let p = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+            let p = if g.is_empty() {
+                format!("api/{v}")
+            } else {
+                format!("apis/{g}/{v}")
+            };
             let hash = gv_hash(registry, &g, &v);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+            );
         }
     }
     json!({"paths": paths})
@@ -178,7 +203,11 @@ pub fn openapi_group_version(
     if resources.is_empty() {
         return None;
     }
-    let root = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let root = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
     let params = json!([
@@ -191,17 +220,24 @@ pub fn openapi_group_version(
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let schema_name = match builtin.and_then(|b| b.kinds.get(&r.kind)) {
             Some(n) => n.clone(),
-            None => format!("drover.{}.{}.{}", if r.group.is_empty() { "core" } else { &r.group }, r.version, r.kind),
+            None => format!(
+                "drover.{}.{}.{}",
+                if r.group.is_empty() { "core" } else { &r.group },
+                r.version,
+                r.kind
+            ),
         };
         let reference = json!({"$ref": format!("#/components/schemas/{schema_name}")});
-        let op = |id: &str| json!({
-            "operationId": format!("{id}{}", r.kind),
-            "parameters": params,
-            "requestBody": {"content": {"application/json": {"schema": reference}}},
-            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}},
-            "x-kubernetes-action": id,
-            "x-kubernetes-group-version-kind": gvk,
-        });
+        let op = |id: &str| {
+            json!({
+                "operationId": format!("{id}{}", r.kind),
+                "parameters": params,
+                "requestBody": {"content": {"application/json": {"schema": reference}}},
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}},
+                "x-kubernetes-action": id,
+                "x-kubernetes-group-version-kind": gvk,
+            })
+        };
         let item = if r.namespaced {
             format!("{root}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
         } else {

@@ -8,10 +8,10 @@
 //! ordinary API write, so it is safe to repeat after a restart ([`resume`]).
 
 use crate::route::Target;
-use crate::state::{decode, encode, store_error, State};
-use crate::write::{delete, DeleteOpts};
-use api::{meta, ApiError, ResourceInfo};
-use serde_json::{json, Value};
+use crate::state::{State, decode, encode, store_error};
+use crate::write::{DeleteOpts, delete};
+use api::{ApiError, ResourceInfo, meta};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,11 @@ fn target_of(info: &ResourceInfo, obj: &Value) -> Option<(Target, String)> {
 
 /// Objects whose ownerReferences name `uid`, in `namespace` (owners may only own objects
 /// in their own namespace; cluster-scoped owners may own anything).
-async fn dependents(state: &State, uid: &str, namespace: Option<&str>) -> Result<Vec<(ResourceInfo, Value)>, ApiError> {
+async fn dependents(
+    state: &State,
+    uid: &str,
+    namespace: Option<&str>,
+) -> Result<Vec<(ResourceInfo, Value)>, ApiError> {
     let mut out = Vec::new();
     for info in state.registry().all() {
         let prefix = match namespace {
@@ -38,7 +42,11 @@ async fn dependents(state: &State, uid: &str, namespace: Option<&str>) -> Result
             Some(_) => continue,
             None => info.key_prefix(),
         };
-        let page = state.store.list(&prefix, None, None, 0).await.map_err(store_error)?;
+        let page = state
+            .store
+            .list(&prefix, None, None, 0)
+            .await
+            .map_err(store_error)?;
         for kv in &page.items {
             // Cheap check before parsing.
             if !kv.value.windows(uid.len()).any(|w| w == uid.as_bytes()) {
@@ -58,10 +66,17 @@ async fn dependents(state: &State, uid: &str, namespace: Option<&str>) -> Result
 
 /// Removes one finalizer from an object (compare-and-swap, retried), deleting it when it
 /// was the last one on an object being deleted.
-async fn remove_finalizer(state: &State, t: &Target, name: &str, finalizer: &str) -> Result<(), ApiError> {
+async fn remove_finalizer(
+    state: &State,
+    t: &Target,
+    name: &str,
+    finalizer: &str,
+) -> Result<(), ApiError> {
     let key = t.info.key(t.namespace.as_deref(), name);
     loop {
-        let Some(kv) = state.store.get(&key).await.map_err(store_error)? else { return Ok(()) };
+        let Some(kv) = state.store.get(&key).await.map_err(store_error)? else {
+            return Ok(());
+        };
         let mut obj = decode(&kv)?;
         let mut fs = meta::finalizers(&obj);
         let before = fs.len();
@@ -70,14 +85,22 @@ async fn remove_finalizer(state: &State, t: &Target, name: &str, finalizer: &str
             return Ok(());
         }
         let r = if fs.is_empty() && meta::is_deleting(&obj) {
-            state.store.delete(&key, Some(kv.mod_revision)).await.map(|_| ())
+            state
+                .store
+                .delete(&key, Some(kv.mod_revision))
+                .await
+                .map(|_| ())
         } else {
             if fs.is_empty() {
                 meta::remove(&mut obj, "finalizers");
             } else {
                 meta::set(&mut obj, "finalizers", json!(fs));
             }
-            state.store.update(&key, encode(&obj)?, kv.mod_revision).await.map(|_| ())
+            state
+                .store
+                .update(&key, encode(&obj)?, kv.mod_revision)
+                .await
+                .map(|_| ())
         };
         match r {
             Ok(()) => return Ok(()),
@@ -91,14 +114,23 @@ async fn remove_finalizer(state: &State, t: &Target, name: &str, finalizer: &str
 async fn orphan(state: &Arc<State>, owner: &Value) -> Result<(), ApiError> {
     let uid = meta::uid(owner).unwrap_or("").to_string();
     for (info, dep) in dependents(state, &uid, meta::namespace(owner)).await? {
-        let Some((t, name)) = target_of(&info, &dep) else { continue };
+        let Some((t, name)) = target_of(&info, &dep) else {
+            continue;
+        };
         let key = info.key(t.namespace.as_deref(), &name);
         loop {
-            let Some(kv) = state.store.get(&key).await.map_err(store_error)? else { break };
+            let Some(kv) = state.store.get(&key).await.map_err(store_error)? else {
+                break;
+            };
             let mut o = decode(&kv)?;
             let refs: Vec<Value> = o["metadata"]["ownerReferences"]
                 .as_array()
-                .map(|a| a.iter().filter(|r| r["uid"] != json!(uid)).cloned().collect())
+                .map(|a| {
+                    a.iter()
+                        .filter(|r| r["uid"] != json!(uid))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default();
             if refs.is_empty() {
                 meta::remove(&mut o, "ownerReferences");
@@ -115,7 +147,11 @@ async fn orphan(state: &Arc<State>, owner: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn delete_dependents(state: &Arc<State>, owner: &Value, policy: &str) -> Result<usize, ApiError> {
+async fn delete_dependents(
+    state: &Arc<State>,
+    owner: &Value,
+    policy: &str,
+) -> Result<usize, ApiError> {
     let uid = meta::uid(owner).unwrap_or("").to_string();
     let deps = dependents(state, &uid, meta::namespace(owner)).await?;
     let n = deps.len();
@@ -123,8 +159,13 @@ async fn delete_dependents(state: &Arc<State>, owner: &Value, policy: &str) -> R
         if meta::is_deleting(&dep) {
             continue;
         }
-        let Some((t, name)) = target_of(&info, &dep) else { continue };
-        let opts = DeleteOpts { propagation: Some(policy.into()), ..Default::default() };
+        let Some((t, name)) = target_of(&info, &dep) else {
+            continue;
+        };
+        let opts = DeleteOpts {
+            propagation: Some(policy.into()),
+            ..Default::default()
+        };
         match Box::pin(delete(state, &t, &name, &opts)).await {
             Ok(_) => {}
             Err(e) if e.code == 404 => {}
@@ -158,18 +199,26 @@ async fn terminate_namespace(state: &Arc<State>, ns: &str) -> Result<(), ApiErro
     loop {
         let mut remaining = 0usize;
         for info in state.registry().all().iter().filter(|i| i.namespaced) {
-            let page = state.store.list(&info.namespace_prefix(Some(ns)), None, None, 0).await.map_err(store_error)?;
+            let page = state
+                .store
+                .list(&info.namespace_prefix(Some(ns)), None, None, 0)
+                .await
+                .map_err(store_error)?;
             for kv in &page.items {
                 remaining += 1;
                 let obj = decode(kv)?;
                 if meta::is_deleting(&obj) {
                     continue;
                 }
-                let Some((t, name)) = target_of(info, &obj) else { continue };
+                let Some((t, name)) = target_of(info, &obj) else {
+                    continue;
+                };
                 match Box::pin(delete(state, &t, &name, &DeleteOpts::default())).await {
                     Ok(_) => {}
                     Err(e) if e.code == 404 => {}
-                    Err(e) => tracing::warn!(namespace = ns, error = %e, "cannot delete an object of a terminating namespace"),
+                    Err(e) => {
+                        tracing::warn!(namespace = ns, error = %e, "cannot delete an object of a terminating namespace")
+                    }
                 }
             }
         }
@@ -183,13 +232,21 @@ async fn terminate_namespace(state: &Arc<State>, ns: &str) -> Result<(), ApiErro
         .find("", "v1", "namespaces")
         .cloned()
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-    let t = Target { info, namespace: None, name: Some(ns.into()), sub: None };
+    let t = Target {
+        info,
+        namespace: None,
+        name: Some(ns.into()),
+        sub: None,
+    };
     remove_finalizer(state, &t, ns, "kubernetes").await?;
     // A namespace without the kubernetes finalizer (or with it gone) is removed when no other finalizers hold it.
     let key = format!("/core/namespaces/{ns}");
     if let Some(kv) = state.store.get(&key).await.map_err(store_error)? {
         let obj = decode(&kv)?;
-        let spec_fs = obj["spec"]["finalizers"].as_array().map(|a| a.len()).unwrap_or(0);
+        let spec_fs = obj["spec"]["finalizers"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
         if meta::finalizers(&obj).is_empty() && meta::is_deleting(&obj) && spec_fs <= 1 {
             let _ = state.store.delete(&key, Some(kv.mod_revision)).await;
         }
@@ -222,13 +279,19 @@ pub fn after_delete(state: Arc<State>, _t: Target, obj: Value, orphaned: bool) {
 /// one of our finalizers, and Terminating namespaces.
 pub async fn resume(state: Arc<State>) -> Result<(), ApiError> {
     for info in state.registry().all().to_vec() {
-        let page = state.store.list(&info.key_prefix(), None, None, 0).await.map_err(store_error)?;
+        let page = state
+            .store
+            .list(&info.key_prefix(), None, None, 0)
+            .await
+            .map_err(store_error)?;
         for kv in &page.items {
             let obj = decode(kv)?;
             if !meta::is_deleting(&obj) {
                 continue;
             }
-            let ours = meta::finalizers(&obj).iter().any(|f| f == "orphan" || f == "foregroundDeletion")
+            let ours = meta::finalizers(&obj)
+                .iter()
+                .any(|f| f == "orphan" || f == "foregroundDeletion")
                 || (info.group.is_empty() && info.kind == "Namespace");
             if let (true, Some((t, _))) = (ours, target_of(&info, &obj)) {
                 after_mark(state.clone(), t, obj);

@@ -18,13 +18,13 @@ mod write;
 
 use crate::http::{Body, Want};
 use crate::route::{Route, Target};
-use crate::state::{parse_query, State};
+use crate::state::{State, parse_query};
 use crate::write::{DeleteOpts, FieldValidation, PatchKind, WriteOpts};
-use ::http::{header, HeaderValue, Method, Request, Response};
+use ::http::{HeaderValue, Method, Request, Response, header};
 use api::{ApiError, Registry};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -76,7 +76,13 @@ pub struct Running {
 
 async fn ensure_namespace(state: &State, name: &str) -> Result<(), ApiError> {
     let key = format!("/core/namespaces/{name}");
-    if state.store.get(&key).await.map_err(state::store_error)?.is_some() {
+    if state
+        .store
+        .get(&key)
+        .await
+        .map_err(state::store_error)?
+        .is_some()
+    {
         return Ok(());
     }
     let obj = json!({
@@ -94,16 +100,37 @@ async fn ensure_namespace(state: &State, name: &str) -> Result<(), ApiError> {
 
 /// Starts the server: makes credentials, writes the kubeconfig, binds, and serves.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| pki::PkiError::Io { path: config.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| pki::PkiError::Io {
+        path: config.data_dir.clone(),
+        source,
+    })?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let creds = pki::load_or_create(&config.data_dir, &[host.clone()])?;
-    let url_host = if addr.ip().is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host.clone() };
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let creds = pki::load_or_create(&config.data_dir, std::slice::from_ref(&host))?;
+    let url_host = if addr.ip().is_ipv6() && !addr.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
     let address = format!("{url_host}:{}", addr.port());
-    let kubeconfig = pki::kubeconfig(&format!("https://{address}"), &creds.ca_pem, &creds.admin_token);
+    let kubeconfig = pki::kubeconfig(
+        &format!("https://{address}"),
+        &creds.ca_pem,
+        &creds.admin_token,
+    );
     pki::write_private(&config.data_dir.join("kubeconfig"), &kubeconfig)?;
 
     let state = Arc::new(State {
@@ -113,11 +140,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin_token: creds.admin_token.clone(),
         address,
     });
-    state.reload_crds().await.map_err(|e| StartError::Store(e.message))?;
+    state
+        .reload_crds()
+        .await
+        .map_err(|e| StartError::Store(e.message))?;
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure_namespace(&state, ns).await.map_err(|e| StartError::Store(e.message))?;
+        ensure_namespace(&state, ns)
+            .await
+            .map_err(|e| StartError::Store(e.message))?;
     }
-    gc::resume(state.clone()).await.map_err(|e| StartError::Store(e.message))?;
+    gc::resume(state.clone())
+        .await
+        .map_err(|e| StartError::Store(e.message))?;
     spawn_compactor(state.clone());
 
     let acceptor = tokio_rustls::TlsAcceptor::from(creds.tls.clone());
@@ -145,14 +179,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     let state = state.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                if let Err(e) = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await
+                {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
         }
     });
-    Ok(Running { addr, kubeconfig, task })
+    Ok(Running {
+        addr,
+        kubeconfig,
+        task,
+    })
 }
 
 /// Compacts the store's history every minute, keeping the last 10,000 revisions (enough
@@ -163,18 +206,26 @@ fn spawn_compactor(state: Arc<State>) {
         loop {
             tick.tick().await;
             let target = state.store.current_revision() - 10_000;
-            if target > state.store.compacted_revision() {
-                if let Err(e) = state.store.compact(target).await {
-                    tracing::warn!(error = %e, "compaction failed");
-                }
+            if target > state.store.compacted_revision()
+                && let Err(e) = state.store.compact(target).await
+            {
+                tracing::warn!(error = %e, "compaction failed");
             }
         }
     });
 }
 
 fn authenticated(state: &State, req: &Request<Incoming>) -> bool {
-    let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(token) = v.strip_prefix("Bearer ") else { return false };
+    let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(token) = v.strip_prefix("Bearer ") else {
+        return false;
+    };
     constant_time_eq(token.trim().as_bytes(), state.admin_token.as_bytes())
 }
 
@@ -194,7 +245,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
-async fn route_and_serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route_and_serve(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let registry = state.registry();
     let route = route::parse(&path, &registry);
@@ -207,37 +261,59 @@ async fn route_and_serve(state: Arc<State>, req: Request<Incoming>) -> Result<Re
     if !authenticated(&state, &req) {
         return Err(ApiError::unauthorized());
     }
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let want = http::negotiate(accept.as_deref());
     if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
-        return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({path})")));
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({path})"
+        )));
     }
     match route {
         Route::Version | Route::Health => unreachable!("answered above"),
         Route::CoreVersions => Ok(if want == Want::AggregatedDiscovery {
-            http::json_with(200, &discovery::aggregated(&registry, true), http::DISCOVERY_CONTENT_TYPE)
+            http::json_with(
+                200,
+                &discovery::aggregated(&registry, true),
+                http::DISCOVERY_CONTENT_TYPE,
+            )
         } else {
             http::json(200, &discovery::core_versions(&state.address))
         }),
         Route::Groups => Ok(if want == Want::AggregatedDiscovery {
-            http::json_with(200, &discovery::aggregated(&registry, false), http::DISCOVERY_CONTENT_TYPE)
+            http::json_with(
+                200,
+                &discovery::aggregated(&registry, false),
+                http::DISCOVERY_CONTENT_TYPE,
+            )
         } else {
             http::json(200, &discovery::group_list(&registry))
         }),
-        Route::Group(g) => discovery::group(&registry, &g).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path)),
-        Route::ResourceList(g, v) => {
-            discovery::resource_list(&registry, &g, &v).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path))
-        }
+        Route::Group(g) => discovery::group(&registry, &g)
+            .map(|v| http::json(200, &v))
+            .ok_or_else(|| ApiError::no_route(&path)),
+        Route::ResourceList(g, v) => discovery::resource_list(&registry, &g, &v)
+            .map(|v| http::json(200, &v))
+            .ok_or_else(|| ApiError::no_route(&path)),
         Route::OpenApiIndex => Ok(http::json(200, &discovery::openapi_index(&registry))),
         Route::OpenApiGroupVersion(g, v) => {
             let crd_schema = |r: &api::ResourceInfo| {
-                state.crd_version(r).and_then(|v| v.get("schema").and_then(|s| s.get("openAPIV3Schema")).cloned())
+                state.crd_version(r).and_then(|v| {
+                    v.get("schema")
+                        .and_then(|s| s.get("openAPIV3Schema"))
+                        .cloned()
+                })
             };
-            discovery::openapi_group_version(&registry, &g, &v, &crd_schema).map(|v| http::json(200, &v)).ok_or_else(|| ApiError::no_route(&path))
+            discovery::openapi_group_version(&registry, &g, &v, &crd_schema)
+                .map(|v| http::json(200, &v))
+                .ok_or_else(|| ApiError::no_route(&path))
         }
         Route::OpenApiV2 => Err(ApiError::no_route(&path)),
         Route::NotFound => Err(ApiError::no_route(&path)),
-        Route::Resource(t) => serve_resource(state, t, req, want).await,
+        Route::Resource(t) => serve_resource(state, *t, req, want).await,
     }
 }
 
@@ -249,10 +325,14 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, bytes::Bytes), Api
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        if len > MAX_BODY {
-            return Err(ApiError::too_large(MAX_BODY));
-        }
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > MAX_BODY
+    {
+        return Err(ApiError::too_large(MAX_BODY));
     }
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     let bytes = limited
@@ -271,12 +351,20 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, bytes::Bytes), Api
 
 /// Parses a body by its content type: JSON, YAML or Kubernetes protobuf.
 fn parse_body(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
-    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let base = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::bad_request("the request body is empty; it must hold an object"));
+        return Err(ApiError::bad_request(
+            "the request body is empty; it must hold an object",
+        ));
     }
     if base == "application/vnd.kubernetes.protobuf" {
-        return k8s_protobuf::decode(bytes).map_err(|e| ApiError::bad_request(format!("cannot decode the protobuf body: {e}")));
+        return k8s_protobuf::decode(bytes)
+            .map_err(|e| ApiError::bad_request(format!("cannot decode the protobuf body: {e}")));
     }
     let is_yaml = base.ends_with("yaml");
     let is_json = base.ends_with("json") || base.is_empty() || base == "*/*";
@@ -289,13 +377,20 @@ fn parse_body(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
             "the request body is not valid JSON: {e}"
         ))),
         Err(_) => {
-            let text = std::str::from_utf8(bytes).map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
-            serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+            serde_saphyr::from_str::<Value>(text).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })
         }
     }
 }
 
-fn write_opts(q: &std::collections::HashMap<String, String>, req_agent: &str, default_manager: &str) -> Result<WriteOpts, ApiError> {
+fn write_opts(
+    q: &std::collections::HashMap<String, String>,
+    req_agent: &str,
+    default_manager: &str,
+) -> Result<WriteOpts, ApiError> {
     let validation = match q.get("fieldValidation").map(String::as_str) {
         None | Some("") | Some("Warn") => FieldValidation::Warn,
         Some("Strict") => FieldValidation::Strict,
@@ -303,28 +398,42 @@ fn write_opts(q: &std::collections::HashMap<String, String>, req_agent: &str, de
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", not {other:?}"
-            )))
+            )));
         }
     };
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("dryRun must be \"All\", not {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun must be \"All\", not {other:?}"
+            )));
+        }
     };
     let field_manager = match q.get("fieldManager") {
         Some(m) if !m.is_empty() => {
             if m.len() > 128 {
-                return Err(ApiError::bad_request("fieldManager must not be longer than 128 characters"));
+                return Err(ApiError::bad_request(
+                    "fieldManager must not be longer than 128 characters",
+                ));
             }
             m.clone()
         }
         _ if default_manager.is_empty() => String::new(),
         _ => {
             let agent = req_agent.split('/').next().unwrap_or("").trim();
-            if agent.is_empty() { default_manager.to_string() } else { agent.to_string() }
+            if agent.is_empty() {
+                default_manager.to_string()
+            } else {
+                agent.to_string()
+            }
         }
     };
-    Ok(WriteOpts { field_manager, dry_run, validation })
+    Ok(WriteOpts {
+        field_manager,
+        dry_run,
+        validation,
+    })
 }
 
 fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
@@ -337,22 +446,40 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
     resp
 }
 
-fn delete_opts(q: &std::collections::HashMap<String, String>, body: Option<&Value>) -> Result<DeleteOpts, ApiError> {
+fn delete_opts(
+    q: &std::collections::HashMap<String, String>,
+    body: Option<&Value>,
+) -> Result<DeleteOpts, ApiError> {
     let mut o = DeleteOpts::default();
     if let Some(b) = body {
         o.grace = b.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.propagation = b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
-        if o.propagation.is_none() {
-            if let Some(orphan) = b.get("orphanDependents").and_then(Value::as_bool) {
-                o.propagation = Some(if orphan { "Orphan" } else { "Background" }.into());
-            }
+        o.propagation = b
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if o.propagation.is_none()
+            && let Some(orphan) = b.get("orphanDependents").and_then(Value::as_bool)
+        {
+            o.propagation = Some(if orphan { "Orphan" } else { "Background" }.into());
         }
-        o.uid = b["preconditions"].get("uid").and_then(Value::as_str).map(str::to_string);
-        o.resource_version = b["preconditions"].get("resourceVersion").and_then(Value::as_str).map(str::to_string);
-        o.dry_run = b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All"));
+        o.uid = b["preconditions"]
+            .get("uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.resource_version = b["preconditions"]
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.dry_run = b
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
     }
     if let Some(g) = q.get("gracePeriodSeconds") {
-        o.grace = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?);
+        o.grace = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
     }
     if let Some(p) = q.get("propagationPolicy") {
         o.propagation = Some(p.clone());
@@ -363,15 +490,28 @@ fn delete_opts(q: &std::collections::HashMap<String, String>, body: Option<&Valu
     Ok(o)
 }
 
-async fn serve_resource(state: Arc<State>, t: Target, req: Request<Incoming>, want: Want) -> Result<Response<Body>, ApiError> {
+async fn serve_resource(
+    state: Arc<State>,
+    t: Target,
+    req: Request<Incoming>,
+    want: Want,
+) -> Result<Response<Body>, ApiError> {
     let q = parse_query(req.uri().query());
     let method = req.method().clone();
-    let agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let name = t.name.clone();
     let sub = t.sub.clone();
     let is_watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     let unsupported = |what: &str| {
-        Err(ApiError::method_not_allowed(format!("{what} is not supported on {}", t.info.group_resource())))
+        Err(ApiError::method_not_allowed(format!(
+            "{what} is not supported on {}",
+            t.info.group_resource()
+        )))
     };
     match (method, name.as_deref(), sub.as_deref()) {
         (Method::GET, None, None) if is_watch => watch::watch(state, t, want, q).await,
@@ -435,18 +575,33 @@ async fn serve_resource(state: Arc<State>, t: Target, req: Request<Incoming>, wa
             Ok(http::json(200, &w.object))
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
-            let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let ct = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let kind = PatchKind::from_content_type(&ct).ok_or_else(|| {
                 ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"))
             })?;
-            let default_manager = if kind == PatchKind::Apply { "" } else { "unknown" };
+            let default_manager = if kind == PatchKind::Apply {
+                ""
+            } else {
+                "unknown"
+            };
             let opts = write_opts(&q, &agent, default_manager)?;
             let force = q.get("force").is_some_and(|f| f == "true");
             if force && kind != PatchKind::Apply {
-                return Err(ApiError::bad_request("force may only be set for apply patches"));
+                return Err(ApiError::bad_request(
+                    "force may only be set for apply patches",
+                ));
             }
             let (_, bytes) = read_body(req).await?;
-            let body_ct = if kind == PatchKind::Apply { "application/yaml" } else { "application/json" };
+            let body_ct = if kind == PatchKind::Apply {
+                "application/yaml"
+            } else {
+                "application/json"
+            };
             let body = parse_body(body_ct, &bytes)?;
             let w = write::patch(&state, &t, n, kind, body, &opts, sub.as_deref(), force).await?;
             let status = if w.created { 201 } else { 200 };
@@ -454,20 +609,34 @@ async fn serve_resource(state: Arc<State>, t: Target, req: Request<Incoming>, wa
         }
         (Method::DELETE, Some(n), None) => {
             let (_, bytes) = read_body(req).await?;
-            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) { None } else { Some(parse_body("application/json", &bytes)?) };
+            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                None
+            } else {
+                Some(parse_body("application/json", &bytes)?)
+            };
             let opts = delete_opts(&q, body.as_ref())?;
             let obj = write::delete(&state, &t, n, &opts).await?;
-            let code = if api::meta::is_deleting(&obj) && !opts.dry_run { 202 } else { 200 };
+            let code = if api::meta::is_deleting(&obj) && !opts.dry_run {
+                202
+            } else {
+                200
+            };
             Ok(http::json(code, &obj))
         }
         (Method::DELETE, None, None) => {
             let (_, bytes) = read_body(req).await?;
-            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) { None } else { Some(parse_body("application/json", &bytes)?) };
+            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                None
+            } else {
+                Some(parse_body("application/json", &bytes)?)
+            };
             let opts = delete_opts(&q, body.as_ref())?;
             let (items, rev, _) = read::list_objects(&state, &t, &q).await?;
             let mut deleted = Vec::new();
             for obj in items {
-                let Some(n) = api::meta::name(&obj).map(str::to_string) else { continue };
+                let Some(n) = api::meta::name(&obj).map(str::to_string) else {
+                    continue;
+                };
                 let mut ot = t.clone();
                 ot.namespace = api::meta::namespace(&obj).map(str::to_string);
                 match write::delete(&state, &ot, &n, &opts).await {
@@ -476,10 +645,13 @@ async fn serve_resource(state: Arc<State>, t: Target, req: Request<Incoming>, wa
                     Err(e) => return Err(e),
                 }
             }
-            Ok(http::json(200, &json!({
-                "kind": t.info.list_kind(), "apiVersion": t.info.api_version(),
-                "metadata": {"resourceVersion": rev.to_string()}, "items": deleted,
-            })))
+            Ok(http::json(
+                200,
+                &json!({
+                    "kind": t.info.list_kind(), "apiVersion": t.info.api_version(),
+                    "metadata": {"resourceVersion": rev.to_string()}, "items": deleted,
+                }),
+            ))
         }
         (m, _, _) => unsupported(&format!("{m}")),
     }

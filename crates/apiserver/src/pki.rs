@@ -2,7 +2,9 @@
 //! token and the kubeconfig: made on first start, reused afterwards.
 
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,7 +45,10 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.into(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.into(),
+            source,
+        }),
     }
 }
 
@@ -52,7 +57,10 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let io = |source| PkiError::Io { path: path.into(), source };
+    let io = |source| PkiError::Io {
+        path: path.into(),
+        source,
+    };
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -83,8 +91,14 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Credentials, PkiEr
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(DnType::CommonName, "drover-ca");
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "drover-ca");
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
             let cert = params.self_signed(&key)?;
             let (c, k) = (cert.pem(), key.serialize_pem());
@@ -97,14 +111,22 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Credentials, PkiEr
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
 
     let server_key = KeyPair::generate()?;
-    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into(), "drover".into(), "kubernetes.default.svc".into()];
+    let mut names: Vec<String> = vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+        "drover".into(),
+        "kubernetes.default.svc".into(),
+    ];
     for h in hosts {
         if !names.contains(h) {
             names.push(h.clone());
         }
     }
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "drover-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "drover-apiserver");
     params.subject_alt_names = names
         .iter()
         .map(|n| match n.parse::<IpAddr>() {
@@ -133,17 +155,26 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Credentials, PkiEr
         }
     };
 
-    let chain = vec![rustls::pki_types::CertificateDer::from(server_cert.der().to_vec())];
+    let chain = vec![rustls::pki_types::CertificateDer::from(
+        server_cert.der().to_vec(),
+    )];
     let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der())
         .map_err(|e| PkiError::Tls(e.to_string()))?;
-    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| PkiError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| PkiError::Tls(e.to_string()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PkiError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| PkiError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Credentials { ca_pem, tls: Arc::new(tls), admin_token, join_token })
+    Ok(Credentials {
+        ca_pem,
+        tls: Arc::new(tls),
+        admin_token,
+        join_token,
+    })
 }
 
 /// The admin kubeconfig for a server at `server_url`.

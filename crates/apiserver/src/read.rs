@@ -3,12 +3,12 @@
 use crate::http::{self, Body, Want};
 use crate::printing;
 use crate::route::Target;
-use crate::state::{decode, store_error, State};
-use api::{meta, ApiError, ResourceInfo};
-use base64::Engine;
+use crate::state::{State, decode, store_error};
 use ::http::Response;
+use api::{ApiError, ResourceInfo, meta};
+use base64::Engine;
 use labels::{FieldSelector, LabelSelector};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// The selectors of a list or watch request.
@@ -23,7 +23,8 @@ impl Selectors {
     /// Parses and checks the selectors of a request for one resource.
     pub fn from_query(q: &HashMap<String, String>, info: &ResourceInfo) -> Result<Self, ApiError> {
         let labels = match q.get("labelSelector") {
-            Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+            Some(s) => LabelSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
             None => LabelSelector::everything(),
         };
         let fields = match q.get("fieldSelector") {
@@ -33,7 +34,11 @@ impl Selectors {
         for f in fields.fields() {
             if !labels::supported_field(&info.group, &info.kind, f) {
                 let supported = labels::supported_fields(&info.group, &info.kind);
-                let list = supported.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+                let list = supported
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {f} ({f:?} is not a known field selector: only {list})"
                 )));
@@ -58,7 +63,11 @@ pub async fn get_object(state: &State, t: &Target, name: &str) -> Result<Value, 
 }
 
 /// Reads one object with its store revision.
-pub async fn get_with_revision(state: &State, t: &Target, name: &str) -> Result<(Value, i64), ApiError> {
+pub async fn get_with_revision(
+    state: &State,
+    t: &Target,
+    name: &str,
+) -> Result<(Value, i64), ApiError> {
     let key = t.info.key(t.namespace.as_deref(), name);
     match state.store.get(&key).await.map_err(store_error)? {
         Some(kv) => Ok((decode(&kv)?, kv.mod_revision)),
@@ -67,11 +76,24 @@ pub async fn get_with_revision(state: &State, t: &Target, name: &str) -> Result<
 }
 
 /// GET of one object, as JSON or a one-row Table.
-pub async fn get(state: &State, t: &Target, name: &str, want: Want, q: &HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+pub async fn get(
+    state: &State,
+    t: &Target,
+    name: &str,
+    want: Want,
+    q: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
     let obj = get_object(state, t, name).await?;
     if want == Want::Table {
         let rv = meta::resource_version(&obj).unwrap_or("").to_string();
-        let table = printing::table(state, &t.info, vec![obj], &rv, q.get("includeObject").map(String::as_str), true);
+        let table = printing::table(
+            state,
+            &t.info,
+            vec![obj],
+            &rv,
+            q.get("includeObject").map(String::as_str),
+            true,
+        );
         return Ok(http::json_with(200, &table, http::TABLE_CONTENT_TYPE));
     }
     Ok(http::json(200, &obj))
@@ -91,7 +113,9 @@ pub async fn list_objects(
 ) -> Result<(Vec<Value>, i64, Option<String>), ApiError> {
     let sel = Selectors::from_query(q, &t.info)?;
     let limit: usize = match q.get("limit") {
-        Some(l) if !l.is_empty() => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        Some(l) if !l.is_empty() => l
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
         _ => 0,
     };
     let prefix = t.info.namespace_prefix(t.namespace.as_deref());
@@ -101,9 +125,13 @@ pub async fn list_objects(
             .decode(c)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| ApiError::bad_request("continue key is not valid: the token is malformed"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request("continue key is not valid: the token is malformed")
+            })?;
         if !token.start.starts_with(&prefix) {
-            return Err(ApiError::bad_request("continue key is not valid: it belongs to another list"));
+            return Err(ApiError::bad_request(
+                "continue key is not valid: it belongs to another list",
+            ));
         }
         start = Some(token.start);
         at = Some(token.rv);
@@ -118,7 +146,11 @@ pub async fn list_objects(
             let items = match state.store.get(&key).await.map_err(store_error)? {
                 Some(kv) => {
                     let o = decode(&kv)?;
-                    if sel.matches(&t.info, &o) { vec![o] } else { vec![] }
+                    if sel.matches(&t.info, &o) {
+                        vec![o]
+                    } else {
+                        vec![]
+                    }
                 }
                 None => vec![],
             };
@@ -127,7 +159,11 @@ pub async fn list_objects(
     }
     let mut items = Vec::new();
     loop {
-        let page_size = if limit == 0 { 0 } else { (limit - items.len()).max(50) };
+        let page_size = if limit == 0 {
+            0
+        } else {
+            (limit - items.len()).max(50)
+        };
         let page = state
             .store
             .list(&prefix, start.as_deref(), at, page_size)
@@ -146,10 +182,15 @@ pub async fn list_objects(
             if sel.matches(&t.info, &obj) {
                 items.push(obj);
                 if limit != 0 && items.len() == limit {
-                    let more = page.more || kv.key != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
+                    let more = page.more
+                        || kv.key != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
                     let token = more.then(|| {
-                        let c = Continue { rv: page.revision, start: kv.key.clone() };
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap_or_default())
+                        let c = Continue {
+                            rv: page.revision,
+                            start: kv.key.clone(),
+                        };
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(serde_json::to_vec(&c).unwrap_or_default())
                     });
                     return Ok((items, page.revision, token));
                 }
@@ -163,11 +204,23 @@ pub async fn list_objects(
 }
 
 /// GET of a collection, as a typed list or a Table.
-pub async fn list(state: &State, t: &Target, want: Want, q: &HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+pub async fn list(
+    state: &State,
+    t: &Target,
+    want: Want,
+    q: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
     let (items, rev, token) = list_objects(state, t, q).await?;
     let rv = rev.to_string();
     if want == Want::Table {
-        let mut table = printing::table(state, &t.info, items, &rv, q.get("includeObject").map(String::as_str), true);
+        let mut table = printing::table(
+            state,
+            &t.info,
+            items,
+            &rv,
+            q.get("includeObject").map(String::as_str),
+            true,
+        );
         if let Some(c) = token {
             table["metadata"]["continue"] = json!(c);
         }
@@ -190,7 +243,9 @@ pub async fn list(state: &State, t: &Target, want: Want, q: &HashMap<String, Str
 pub fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
     let selector = match obj["spec"].get("selector") {
         Some(s) if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() => {
-            LabelSelector::from_json(s).map(|l| l.to_string()).unwrap_or_default()
+            LabelSelector::from_json(s)
+                .map(|l| l.to_string())
+                .unwrap_or_default()
         }
         Some(Value::Object(m)) => LabelSelector::from_map(m).to_string(),
         _ => String::new(),

@@ -24,7 +24,7 @@ pub enum Route {
     /// `/openapi/v2` (not served: kubectl tolerates 404)
     OpenApiV2,
     /// A resource, object or subresource.
-    Resource(Target),
+    Resource(Box<Target>),
     /// Nothing here.
     NotFound,
 }
@@ -72,20 +72,24 @@ fn resource(group: &str, version: &str, rest: &[&str], registry: &Registry) -> R
             if ns.is_some() && !info.namespaced {
                 return None;
             }
-            if let Some(s) = sub {
-                if !info.has_subresource(s) {
-                    return None;
-                }
+            if let Some(s) = sub
+                && !info.has_subresource(s)
+            {
+                return None;
             }
-            Some(Route::Resource(Target {
+            Some(Route::Resource(Box::new(Target {
                 info: info.clone(),
                 namespace: ns.map(str::to_string),
                 name: name.map(str::to_string),
                 sub: sub.map(str::to_string),
-            }))
+            })))
         })
     };
-    let namespaced_plural = |p: &str| registry.find(group, version, p).is_some_and(|r| r.namespaced);
+    let namespaced_plural = |p: &str| {
+        registry
+            .find(group, version, p)
+            .is_some_and(|r| r.namespaced)
+    };
     let route = match rest {
         // /namespaces/{ns}/{plural}[/{name}[/{sub}]] when {plural} is a namespaced resource;
         // otherwise /namespaces/{name}[/{sub}] addresses the namespace itself.
@@ -109,7 +113,7 @@ mod tests {
 
     fn target(path: &str) -> Target {
         match parse(path, &Registry::default()) {
-            Route::Resource(t) => t,
+            Route::Resource(t) => *t,
             other => panic!("{path}: {other:?}"),
         }
     }
@@ -117,17 +121,39 @@ mod tests {
     #[test]
     fn resource_paths() {
         let t = target("/apis/apps/v1/namespaces/default/deployments/web/scale");
-        assert_eq!((t.info.plural.as_str(), t.namespace.as_deref(), t.name.as_deref(), t.sub.as_deref()),
-            ("deployments", Some("default"), Some("web"), Some("scale")));
+        assert_eq!(
+            (
+                t.info.plural.as_str(),
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.sub.as_deref()
+            ),
+            ("deployments", Some("default"), Some("web"), Some("scale"))
+        );
         let t = target("/api/v1/namespaces/kube-system");
-        assert_eq!((t.info.plural.as_str(), t.name.as_deref()), ("namespaces", Some("kube-system")));
+        assert_eq!(
+            (t.info.plural.as_str(), t.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
         let t = target("/api/v1/namespaces/x/status");
-        assert_eq!((t.name.as_deref(), t.sub.as_deref()), (Some("x"), Some("status")));
+        assert_eq!(
+            (t.name.as_deref(), t.sub.as_deref()),
+            (Some("x"), Some("status"))
+        );
         let t = target("/api/v1/pods");
         assert!(t.namespace.is_none() && t.name.is_none());
         let t = target("/api/v1/nodes/n1/status");
         assert_eq!(t.sub.as_deref(), Some("status"));
-        assert!(matches!(parse("/api/v1/namespaces/default/nothings", &Registry::default()), Route::NotFound));
-        assert!(matches!(parse("/api/v1/namespaces/default/pods/p/nosuchsub", &Registry::default()), Route::NotFound));
+        assert!(matches!(
+            parse("/api/v1/namespaces/default/nothings", &Registry::default()),
+            Route::NotFound
+        ));
+        assert!(matches!(
+            parse(
+                "/api/v1/namespaces/default/pods/p/nosuchsub",
+                &Registry::default()
+            ),
+            Route::NotFound
+        ));
     }
 }

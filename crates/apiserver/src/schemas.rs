@@ -1,8 +1,8 @@
 //! OpenAPI v3 schemas of the built-in kinds, from the `k8s-openapi` types, so that
 //! `kubectl explain` can describe every field. Made once per group-version and cached.
 
-use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema, SchemaGenerator};
-use serde_json::{json, Map, Value};
+use k8s_openapi::schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
@@ -26,7 +26,9 @@ pub struct GroupVersionSchemas {
 }
 
 fn build(group: &str, version: &str) -> GroupVersionSchemas {
-    use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, policy, rbac, scheduling};
+    use k8s_openapi::api::{
+        apps, autoscaling, batch, coordination, core, discovery, policy, rbac, scheduling,
+    };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     let mut generator: SchemaGenerator = SchemaSettings::openapi3().into_generator();
     let mut kinds: Vec<(&str, String)> = Vec::new();
@@ -77,16 +79,19 @@ fn build(group: &str, version: &str) -> GroupVersionSchemas {
     for def in definitions.values_mut() {
         wrap_refs(def);
     }
-    GroupVersionSchemas { kinds: kinds.into_iter().map(|(k, n)| (k.to_string(), n)).collect(), definitions }
+    GroupVersionSchemas {
+        kinds: kinds.into_iter().map(|(k, n)| (k.to_string(), n)).collect(),
+        definitions,
+    }
 }
 
 fn wrap_refs(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            if m.len() > 1 {
-                if let Some(r) = m.remove("$ref") {
-                    m.insert("allOf".into(), json!([{"$ref": r}]));
-                }
+            if m.len() > 1
+                && let Some(r) = m.remove("$ref")
+            {
+                m.insert("allOf".into(), json!([{"$ref": r}]));
             }
             for (_, child) in m.iter_mut() {
                 wrap_refs(child);
@@ -99,7 +104,8 @@ fn wrap_refs(v: &mut Value) {
 
 /// The cached schemas of a built-in group-version (None for an unknown one).
 pub fn builtin(group: &str, version: &str) -> Option<&'static GroupVersionSchemas> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), &'static GroupVersionSchemas>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<(String, String), &'static GroupVersionSchemas>>> =
+        OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = cache.lock().ok()?;
     if let Some(s) = map.get(&(group.to_string(), version.to_string())) {
@@ -123,9 +129,17 @@ mod tests {
         let s = builtin("apps", "v1").unwrap();
         let name = &s.kinds["Deployment"];
         let d = &s.definitions[name];
-        assert_eq!(d["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
+        assert_eq!(
+            d["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
         let spec = &s.definitions["io.k8s.api.apps.v1.DeploymentSpec"];
-        assert!(spec["properties"]["replicas"]["description"].as_str().unwrap().contains("Number of desired pods"));
+        assert!(
+            spec["properties"]["replicas"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("Number of desired pods")
+        );
         assert!(s.definitions.contains_key("io.k8s.api.core.v1.PodSpec"));
     }
 }

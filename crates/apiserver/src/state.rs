@@ -1,7 +1,7 @@
 //! The server's shared state and the small conversions every handler needs.
 
-use api::{meta, ApiError, Registry, ResourceInfo};
-use serde_json::{json, Value};
+use api::{ApiError, Registry, ResourceInfo, meta};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::RwLock;
 use store::{KeyValue, SharedStore, StoreError};
@@ -30,7 +30,10 @@ impl State {
     pub fn crd_for(&self, info: &ResourceInfo) -> Option<Value> {
         let crds = self.crds.read().ok()?;
         crds.iter()
-            .find(|c| c["spec"]["group"] == json!(info.group) && c["spec"]["names"]["plural"] == json!(info.plural))
+            .find(|c| {
+                c["spec"]["group"] == json!(info.group)
+                    && c["spec"]["names"]["plural"] == json!(info.plural)
+            })
             .cloned()
     }
 
@@ -51,7 +54,11 @@ impl State {
             .find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
             .cloned()
             .ok_or_else(|| ApiError::internal("the CRD resource is not registered"))?;
-        let page = self.store.list(&info.key_prefix(), None, None, 0).await.map_err(store_error)?;
+        let page = self
+            .store
+            .list(&info.key_prefix(), None, None, 0)
+            .await
+            .map_err(store_error)?;
         let crds: Vec<Value> = page.items.iter().filter_map(|kv| decode(kv).ok()).collect();
         if let Ok(mut r) = self.registry.write() {
             r.set_custom(&crds);
@@ -67,7 +74,11 @@ impl State {
 pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     let mut v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-    meta::set(&mut v, "resourceVersion", json!(kv.mod_revision.to_string()));
+    meta::set(
+        &mut v,
+        "resourceVersion",
+        json!(kv.mod_revision.to_string()),
+    );
     Ok(v)
 }
 
@@ -81,19 +92,30 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, ApiError> {
 /// Maps a store failure onto the API error a client should see.
 pub fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::AlreadyExists { key } => ApiError::new(409, "AlreadyExists", format!("{key} already exists")),
+        StoreError::AlreadyExists { key } => {
+            ApiError::new(409, "AlreadyExists", format!("{key} already exists"))
+        }
         StoreError::NotFound { key } => ApiError::new(404, "NotFound", format!("{key} not found")),
         StoreError::Conflict { key, .. } => ApiError::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {key}: the object has been modified; please apply your changes to the latest version and try again"),
+            format!(
+                "Operation cannot be fulfilled on {key}: the object has been modified; please apply your changes to the latest version and try again"
+            ),
         ),
-        StoreError::Compacted { requested, compacted } => {
-            ApiError::gone(format!("too old resource version: {requested} ({compacted})"))
-        }
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::gone(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
         StoreError::FutureRevision { requested, current } => {
-            let mut e = ApiError::new(504, "Timeout", format!("Too large resource version: {requested}, current: {current}"));
-            e.retry_after = Some(1);
+            let mut e = ApiError::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {requested}, current: {current}"),
+            );
+            e.details.retry_after = Some(1);
             e
         }
         StoreError::Closed => ApiError::unavailable("the store is shutting down"),
@@ -140,7 +162,9 @@ pub fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -162,7 +186,9 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let q = parse_query(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&limit=500&x"));
+        let q = parse_query(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+%28a%29&limit=500&x",
+        ));
         assert_eq!(q["labelSelector"], "app=web,tier in (a)");
         assert_eq!(q["limit"], "500");
         assert_eq!(q["x"], "");

@@ -8,16 +8,16 @@
 
 use crate::http::{Body, Want};
 use crate::printing;
-use crate::read::{list_objects, Selectors};
+use crate::read::{Selectors, list_objects};
 use crate::route::Target;
 use crate::state::State;
-use api::{meta, ApiError};
+use ::http::{HeaderValue, Response, header};
+use api::{ApiError, meta};
 use bytes::Bytes;
 use futures::StreamExt;
-use ::http::{header, HeaderValue, Response};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,11 +42,19 @@ impl Encoder {
             let rv = meta::resource_version(&obj).unwrap_or("").to_string();
             let with_columns = !self.sent_columns;
             self.sent_columns = true;
-            printing::table(&self.state, &self.t.info, vec![obj], &rv, self.include.as_deref(), with_columns)
+            printing::table(
+                &self.state,
+                &self.t.info,
+                vec![obj],
+                &rv,
+                self.include.as_deref(),
+                with_columns,
+            )
         } else {
             obj
         };
-        let mut b = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut b =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         b.push(b'\n');
         Bytes::from(b)
     }
@@ -58,10 +66,17 @@ fn parse_rv(s: &str) -> Result<i64, ApiError> {
 }
 
 /// Starts a watch and returns the streaming response.
-pub async fn watch(state: Arc<State>, t: Target, want: Want, q: HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+pub async fn watch(
+    state: Arc<State>,
+    t: Target,
+    want: Want,
+    q: HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
     let sel = Selectors::from_query(&q, &t.info)?;
     let rv = q.get("resourceVersion").cloned().unwrap_or_default();
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
+    let bookmarks = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
     let send_initial = q.get("sendInitialEvents").map(|v| v == "true");
     let timeout = q
         .get("timeoutSeconds")
@@ -84,7 +99,13 @@ pub async fn watch(state: Arc<State>, t: Target, want: Want, q: HashMap<String, 
     let initial_end_bookmark = send_initial == Some(true);
 
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let mut enc = Encoder { state: state.clone(), t: t.clone(), want, include: q.get("includeObject").cloned(), sent_columns: false };
+    let mut enc = Encoder {
+        state: state.clone(),
+        t: t.clone(),
+        want,
+        include: q.get("includeObject").cloned(),
+        sent_columns: false,
+    };
     let stream = state.store.watch(&prefix, from);
     tokio::spawn(async move {
         let mut last_rev = from;
@@ -100,7 +121,12 @@ pub async fn watch(state: Arc<State>, t: Target, want: Want, q: HashMap<String, 
             }
             json!({"kind": t.info.kind, "apiVersion": t.info.api_version(), "metadata": m})
         };
-        if initial_end_bookmark && tx.send(enc.line("BOOKMARK", bookmark(from, true))).await.is_err() {
+        if initial_end_bookmark
+            && tx
+                .send(enc.line("BOOKMARK", bookmark(from, true)))
+                .await
+                .is_err()
+        {
             return;
         }
         let mut stream = match stream {
@@ -140,8 +166,14 @@ pub async fn watch(state: Arc<State>, t: Target, want: Want, q: HashMap<String, 
                 None => return,
             };
             last_rev = ev.kv.mod_revision;
-            let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else { continue };
-            meta::set(&mut obj, "resourceVersion", json!(ev.kv.mod_revision.to_string()));
+            let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else {
+                continue;
+            };
+            meta::set(
+                &mut obj,
+                "resourceVersion",
+                json!(ev.kv.mod_revision.to_string()),
+            );
             let now_matches = sel.matches(&t.info, &obj);
             let prev_matches = ev
                 .prev
@@ -162,12 +194,22 @@ pub async fn watch(state: Arc<State>, t: Target, want: Want, q: HashMap<String, 
             }
         }
     });
-    let body = StreamBody::new(
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx)) }),
-    );
+    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    }));
     let mut resp = Response::new(http_body_util::BodyExt::boxed(body));
-    let ct = if want == Want::Table { crate::http::TABLE_CONTENT_TYPE } else { "application/json" };
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    let ct = if want == Want::Table {
+        crate::http::TABLE_CONTENT_TYPE
+    } else {
+        "application/json"
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

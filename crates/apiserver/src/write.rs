@@ -4,9 +4,9 @@
 
 use crate::read::{get_with_revision, scale_of};
 use crate::route::Target;
-use crate::state::{encode, now, store_error, State};
-use api::{meta, ApiError, ResourceInfo};
-use serde_json::{json, Value};
+use crate::state::{State, encode, now, store_error};
+use api::{ApiError, ResourceInfo, meta};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use store::StoreError;
 
@@ -62,7 +62,12 @@ fn max_retries() -> usize {
 }
 
 /// Type-checks the object and handles unknown fields per `fieldValidation`.
-fn normalize(state: &State, info: &ResourceInfo, obj: &Value, v: FieldValidation) -> Result<(Value, Vec<String>), ApiError> {
+fn normalize(
+    state: &State,
+    info: &ResourceInfo,
+    obj: &Value,
+    v: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
     let (object, unknown) = if info.custom {
         let version = state.crd_version(info);
         let schema = version
@@ -86,10 +91,22 @@ fn normalize(state: &State, info: &ResourceInfo, obj: &Value, v: FieldValidation
     };
     match v {
         FieldValidation::Strict if !unknown.is_empty() => {
-            let list = unknown.iter().map(|f| format!("unknown field {f:?}")).collect::<Vec<_>>().join(", ");
-            Err(ApiError::bad_request(format!("strict decoding error: {list}")))
+            let list = unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Err(ApiError::bad_request(format!(
+                "strict decoding error: {list}"
+            )))
         }
-        FieldValidation::Warn => Ok((object, unknown.iter().map(|f| format!("unknown field {f:?}")).collect())),
+        FieldValidation::Warn => Ok((
+            object,
+            unknown
+                .iter()
+                .map(|f| format!("unknown field {f:?}"))
+                .collect(),
+        )),
         _ => Ok((object, Vec::new())),
     }
 }
@@ -98,13 +115,21 @@ fn invalid(info: &ResourceInfo, name: &str, errors: &[admission::FieldError]) ->
     let message = admission::invalid_message(&info.group, &info.kind, name, errors);
     let causes = errors
         .iter()
-        .map(|e| api::status::Cause { reason: e.reason().to_string(), message: e.message(), field: e.field.clone() })
+        .map(|e| api::status::Cause {
+            reason: e.reason().to_string(),
+            message: e.message(),
+            field: e.field.clone(),
+        })
         .collect();
     ApiError::invalid(&info.group, &info.kind, name, message, causes)
 }
 
 fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let errors = if info.custom { Vec::new() } else { admission::validate(&info.group, &info.kind, obj, old) };
+    let errors = if info.custom {
+        Vec::new()
+    } else {
+        admission::validate(&info.group, &info.kind, obj, old)
+    };
     if errors.is_empty() {
         Ok(())
     } else {
@@ -127,28 +152,33 @@ fn name_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 fn check_type(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON or YAML object",
+        ));
     }
-    if let Some(k) = obj.get("kind").and_then(Value::as_str) {
-        if k != info.kind && !(k == "Scale") {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the body ({k}) does not match the resource's kind ({}) at this endpoint",
-                info.kind
-            )));
-        }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str)
+        && k != info.kind
+        && (k != "Scale")
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the body ({k}) does not match the resource's kind ({}) at this endpoint",
+            info.kind
+        )));
     }
-    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
-        if av != info.api_version() {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({})",
-                info.api_version()
-            )));
-        }
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
+        && av != info.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            info.api_version()
+        )));
     }
     Ok(())
 }
@@ -161,23 +191,31 @@ fn init_new(info: &ResourceInfo, obj: &mut Value) {
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now()));
     m.insert("generation".into(), json!(1));
-    for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
         m.remove(f);
     }
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Namespace") => {
             obj["status"] = json!({"phase": "Active"});
         }
-        ("", "Pod") => {
-            if obj["status"].get("phase").is_none() {
-                obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
-            }
+        ("", "Pod") if obj["status"].get("phase").is_none() => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let t = now();
             let storage: Vec<Value> = obj["spec"]["versions"]
                 .as_array()
-                .map(|vs| vs.iter().filter(|v| v["storage"] == json!(true)).map(|v| v["name"].clone()).collect())
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v["storage"] == json!(true))
+                        .map(|v| v["name"].clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             obj["status"] = json!({
                 "acceptedNames": obj["spec"]["names"].clone(),
@@ -194,13 +232,18 @@ fn init_new(info: &ResourceInfo, obj: &mut Value) {
 
 /// Kubernetes' QoS class from the containers' requests and limits.
 fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = pod["spec"]["containers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let containers: Vec<&Value> = pod["spec"]["containers"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let mut any = false;
     let mut guaranteed = !containers.is_empty();
     for c in containers {
         let req = &c["resources"]["requests"];
         let lim = &c["resources"]["limits"];
-        if req.as_object().is_some_and(|m| !m.is_empty()) || lim.as_object().is_some_and(|m| !m.is_empty()) {
+        if req.as_object().is_some_and(|m| !m.is_empty())
+            || lim.as_object().is_some_and(|m| !m.is_empty())
+        {
             any = true;
         }
         for r in ["cpu", "memory"] {
@@ -221,7 +264,11 @@ fn qos_class(pod: &Value) -> &'static str {
 }
 
 /// Picks a free cluster IP from 10.96.0.0/12 for a new Service.
-async fn allocate_cluster_ip(state: &State, info: &ResourceInfo, svc: &mut Value) -> Result<(), ApiError> {
+async fn allocate_cluster_ip(
+    state: &State,
+    info: &ResourceInfo,
+    svc: &mut Value,
+) -> Result<(), ApiError> {
     let spec = &svc["spec"];
     if spec["type"] == json!("ExternalName") {
         return Ok(());
@@ -231,7 +278,11 @@ async fn allocate_cluster_ip(state: &State, info: &ResourceInfo, svc: &mut Value
         svc["spec"]["clusterIPs"] = json!(["None"]);
         return Ok(());
     }
-    let page = state.store.list(&info.key_prefix(), None, None, 0).await.map_err(store_error)?;
+    let page = state
+        .store
+        .list(&info.key_prefix(), None, None, 0)
+        .await
+        .map_err(store_error)?;
     let used: std::collections::HashSet<String> = page
         .items
         .iter()
@@ -245,7 +296,9 @@ async fn allocate_cluster_ip(state: &State, info: &ResourceInfo, svc: &mut Value
                 "",
                 "Service",
                 name,
-                format!("Service \"{name}\" is invalid: spec.clusterIPs: Invalid value: []string{{\"{asked}\"}}: failed to allocate IP {asked}: provided IP is already allocated"),
+                format!(
+                    "Service \"{name}\" is invalid: spec.clusterIPs: Invalid value: []string{{\"{asked}\"}}: failed to allocate IP {asked}: provided IP is already allocated"
+                ),
                 vec![],
             ));
         }
@@ -256,7 +309,8 @@ async fn allocate_cluster_ip(state: &State, info: &ResourceInfo, svc: &mut Value
     let mut rng = rand::rng();
     for _ in 0..1000 {
         let n: u32 = rng.random_range(2..(1 << 20) - 1);
-        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n).to_string();
+        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n)
+            .to_string();
         if !used.contains(&ip) {
             svc["spec"]["clusterIP"] = json!(ip);
             svc["spec"]["clusterIPs"] = json!([ip]);
@@ -266,17 +320,27 @@ async fn allocate_cluster_ip(state: &State, info: &ResourceInfo, svc: &mut Value
     Err(ApiError::internal("the service IP range is full"))
 }
 
-async fn check_namespace(state: &State, info: &ResourceInfo, ns: Option<&str>) -> Result<(), ApiError> {
-    let Some(ns) = ns.filter(|_| info.namespaced) else { return Ok(()) };
-    match state.store.get(&format!("/core/namespaces/{ns}")).await.map_err(store_error)? {
+async fn check_namespace(
+    state: &State,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(ns) = ns.filter(|_| info.namespaced) else {
+        return Ok(());
+    };
+    match state
+        .store
+        .get(&format!("/core/namespaces/{ns}"))
+        .await
+        .map_err(store_error)?
+    {
         None => Err(ApiError::not_found("", "namespaces", ns)),
         Some(kv) => {
             let nso: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
             if meta::is_deleting(&nso) {
                 Err(ApiError::forbidden(format!(
                     "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                    info.plural,
-                    "",
+                    info.plural, "",
                 )))
             } else {
                 Ok(())
@@ -286,7 +350,12 @@ async fn check_namespace(state: &State, info: &ResourceInfo, ns: Option<&str>) -
 }
 
 /// POST to a collection.
-pub async fn create(state: &State, t: &Target, mut obj: Value, opts: &WriteOpts) -> Result<Written, ApiError> {
+pub async fn create(
+    state: &State,
+    t: &Target,
+    mut obj: Value,
+    opts: &WriteOpts,
+) -> Result<Written, ApiError> {
     check_type(&t.info, &obj)?;
     let info = &t.info;
     if info.namespaced {
@@ -295,7 +364,7 @@ pub async fn create(state: &State, t: &Target, mut obj: Value, opts: &WriteOpts)
             Some(ns) if ns != url_ns => {
                 return Err(ApiError::bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request",
-                ))
+                ));
             }
             _ => meta::set(&mut obj, "namespace", json!(url_ns)),
         }
@@ -303,27 +372,55 @@ pub async fn create(state: &State, t: &Target, mut obj: Value, opts: &WriteOpts)
         meta::remove(&mut obj, "namespace");
     }
     if meta::name(&obj).is_none() {
-        let generate = obj["metadata"].get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+        let generate = obj["metadata"]
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if generate.is_empty() {
-            let errors = vec![admission::FieldError::required("metadata.name", "name or generateName is required")];
+            let errors = vec![admission::FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            )];
             return Err(invalid(info, "", &errors));
         }
-        meta::set(&mut obj, "name", json!(format!("{generate}{}", name_suffix())));
+        meta::set(
+            &mut obj,
+            "name",
+            json!(format!("{generate}{}", name_suffix())),
+        );
     }
     let (mut obj, warnings) = normalize(state, info, &obj, opts.validation)?;
     let name = meta::name(&obj).unwrap_or("").to_string();
     if let Err(detail) = admission::validate_name(&info.group, &info.kind, &name) {
-        let errors = vec![admission::FieldError::invalid("metadata.name", json!(name), detail)];
+        let errors = vec![admission::FieldError::invalid(
+            "metadata.name",
+            json!(name),
+            detail,
+        )];
         return Err(invalid(info, &name, &errors));
     }
-    check_namespace(state, info, t.namespace.as_deref().or(Some("default"))).await.map_err(|e| {
-        if e.code == 403 { ApiError::forbidden(e.message.replace("\"\"", &format!("\"{name}\""))) } else { e }
-    })?;
+    check_namespace(state, info, t.namespace.as_deref().or(Some("default")))
+        .await
+        .map_err(|e| {
+            if e.code == 403 {
+                ApiError::forbidden(e.message.replace("\"\"", &format!("\"{name}\"")))
+            } else {
+                e
+            }
+        })?;
     if !info.custom {
         admission::apply_defaults(&info.group, &info.kind, &mut obj);
     }
     init_new(info, &mut obj);
-    patch::record_update(None, &mut obj, &opts.field_manager, None, &info.api_version(), &now());
+    patch::record_update(
+        None,
+        &mut obj,
+        &opts.field_manager,
+        None,
+        &info.api_version(),
+        &now(),
+    );
     validate(info, &obj, None)?;
     if info.group.is_empty() && info.kind == "Service" {
         allocate_cluster_ip(state, info, &mut obj).await?;
@@ -332,28 +429,54 @@ pub async fn create(state: &State, t: &Target, mut obj: Value, opts: &WriteOpts)
 }
 
 /// Writes a fully prepared new object.
-async fn store_new(state: &State, t: &Target, mut obj: Value, opts: &WriteOpts, warnings: Vec<String>) -> Result<Written, ApiError> {
+async fn store_new(
+    state: &State,
+    t: &Target,
+    mut obj: Value,
+    opts: &WriteOpts,
+    warnings: Vec<String>,
+) -> Result<Written, ApiError> {
     let info = &t.info;
     let name = meta::name(&obj).unwrap_or("").to_string();
     let ns = meta::namespace(&obj).map(str::to_string);
     if opts.dry_run {
-        return Ok(Written { object: obj, warnings, created: true });
+        return Ok(Written {
+            object: obj,
+            warnings,
+            created: true,
+        });
     }
     let key = info.key(ns.as_deref(), &name);
-    let rev = state.store.create(&key, encode(&obj)?).await.map_err(|e| match e {
-        StoreError::AlreadyExists { .. } => ApiError::already_exists(&info.group, &info.plural, &name),
-        e => store_error(e),
-    })?;
+    let rev = state
+        .store
+        .create(&key, encode(&obj)?)
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists { .. } => {
+                ApiError::already_exists(&info.group, &info.plural, &name)
+            }
+            e => store_error(e),
+        })?;
     meta::set(&mut obj, "resourceVersion", json!(rev.to_string()));
     if info.group == "apiextensions.k8s.io" {
         state.reload_crds().await?;
     }
-    Ok(Written { object: obj, warnings, created: true })
+    Ok(Written {
+        object: obj,
+        warnings,
+        created: true,
+    })
 }
 
 /// Carries system fields from the stored object into an update, keeps the parts the
 /// (sub)resource may not change, and bumps generation on spec changes.
-fn prepare_update(info: &ResourceInfo, old: &Value, mut new: Value, sub: Option<&str>, manager: &str) -> Value {
+fn prepare_update(
+    info: &ResourceInfo,
+    old: &Value,
+    mut new: Value,
+    sub: Option<&str>,
+    manager: &str,
+) -> Value {
     match sub {
         Some("status") => {
             let mut merged = old.clone();
@@ -364,7 +487,9 @@ fn prepare_update(info: &ResourceInfo, old: &Value, mut new: Value, sub: Option<
             new = merged;
         }
         _ => {
-            if info.has_subresource("status") && info.kind != "Namespace" || info.kind == "Namespace" && sub.is_none() {
+            if info.has_subresource("status") && info.kind != "Namespace"
+                || info.kind == "Namespace" && sub.is_none()
+            {
                 match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
                     None => {
@@ -378,7 +503,15 @@ fn prepare_update(info: &ResourceInfo, old: &Value, mut new: Value, sub: Option<
     new["kind"] = json!(info.kind);
     let om = old.get("metadata").cloned().unwrap_or(json!({}));
     let m = meta::metadata_mut(&mut new);
-    for f in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match om.get(f) {
             Some(v) => m.insert(f.into(), v.clone()),
             None => m.remove(f),
@@ -389,25 +522,51 @@ fn prepare_update(info: &ResourceInfo, old: &Value, mut new: Value, sub: Option<
         let g = om["generation"].as_i64().unwrap_or(0) + 1;
         meta::set(&mut new, "generation", json!(g));
     }
-    patch::record_update(Some(old), &mut new, manager, sub, &info.api_version(), &now());
+    patch::record_update(
+        Some(old),
+        &mut new,
+        manager,
+        sub,
+        &info.api_version(),
+        &now(),
+    );
     new
 }
 
 /// Writes `new` over the stored object at `rev`; an object being deleted whose last
 /// finalizer is gone is deleted instead.
-async fn commit_update(state: &State, t: &Target, name: &str, new: Value, rev: i64, opts: &WriteOpts) -> Result<Value, StoreOrApi> {
+async fn commit_update(
+    state: &State,
+    t: &Target,
+    name: &str,
+    new: Value,
+    rev: i64,
+    opts: &WriteOpts,
+) -> Result<Value, StoreOrApi> {
     let info = &t.info;
     let key = info.key(t.namespace.as_deref(), name);
     if opts.dry_run {
         return Ok(new);
     }
     if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() {
-        let kv = state.store.delete(&key, Some(rev)).await.map_err(StoreOrApi::Store)?;
+        let kv = state
+            .store
+            .delete(&key, Some(rev))
+            .await
+            .map_err(StoreOrApi::Store)?;
         let mut o = new;
-        meta::set(&mut o, "resourceVersion", json!(kv.mod_revision.to_string()));
+        meta::set(
+            &mut o,
+            "resourceVersion",
+            json!(kv.mod_revision.to_string()),
+        );
         return Ok(o);
     }
-    let new_rev = state.store.update(&key, encode(&new).map_err(StoreOrApi::Api)?, rev).await.map_err(StoreOrApi::Store)?;
+    let new_rev = state
+        .store
+        .update(&key, encode(&new).map_err(StoreOrApi::Api)?, rev)
+        .await
+        .map_err(StoreOrApi::Store)?;
     let mut o = new;
     meta::set(&mut o, "resourceVersion", json!(new_rev.to_string()));
     if info.group == "apiextensions.k8s.io" {
@@ -424,7 +583,14 @@ enum StoreOrApi {
 /// Reads, changes with `mutate`, validates and writes back with compare-and-swap, retrying
 /// on conflicts unless the change itself named a resourceVersion (then a conflict is the
 /// client's: 409).
-pub async fn update_with<F>(state: &State, t: &Target, name: &str, opts: &WriteOpts, sub: Option<&str>, mut mutate: F) -> Result<Written, ApiError>
+pub async fn update_with<F>(
+    state: &State,
+    t: &Target,
+    name: &str,
+    opts: &WriteOpts,
+    sub: Option<&str>,
+    mut mutate: F,
+) -> Result<Written, ApiError>
 where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
@@ -433,20 +599,22 @@ where
         let (current, rev) = get_with_revision(state, t, name).await?;
         let changed = mutate(&current)?;
         check_type(info, &changed)?;
-        if let Some(n) = meta::name(&changed) {
-            if n != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(n) = meta::name(&changed)
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
         let pinned = meta::resource_version(&changed).map(str::to_string);
-        if let Some(p) = &pinned {
-            if *p != rev.to_string() {
-                return Err(ApiError::stale(&info.group, &info.plural, name));
-            }
+        if let Some(p) = &pinned
+            && *p != rev.to_string()
+        {
+            return Err(ApiError::stale(&info.group, &info.plural, name));
         }
-        if meta::namespace(&changed).is_some_and(|ns| Some(ns) != t.namespace.as_deref() && info.namespaced) {
+        if meta::namespace(&changed)
+            .is_some_and(|ns| Some(ns) != t.namespace.as_deref() && info.namespaced)
+        {
             return Err(ApiError::bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
@@ -459,27 +627,57 @@ where
         validate(info, &new, Some(&current))?;
         // Removing a finalizer is always allowed; adding one to an object being deleted is not.
         match commit_update(state, t, name, new, rev, opts).await {
-            Ok(object) => return Ok(Written { object, warnings, created: false }),
+            Ok(object) => {
+                return Ok(Written {
+                    object,
+                    warnings,
+                    created: false,
+                });
+            }
             Err(StoreOrApi::Store(StoreError::Conflict { .. })) if pinned.is_none() => continue,
-            Err(StoreOrApi::Store(StoreError::Conflict { .. })) => return Err(ApiError::stale(&info.group, &info.plural, name)),
-            Err(StoreOrApi::Store(StoreError::NotFound { .. })) => return Err(ApiError::not_found(&info.group, &info.plural, name)),
+            Err(StoreOrApi::Store(StoreError::Conflict { .. })) => {
+                return Err(ApiError::stale(&info.group, &info.plural, name));
+            }
+            Err(StoreOrApi::Store(StoreError::NotFound { .. })) => {
+                return Err(ApiError::not_found(&info.group, &info.plural, name));
+            }
             Err(StoreOrApi::Store(e)) => return Err(store_error(e)),
             Err(StoreOrApi::Api(e)) => return Err(e),
         }
     }
-    Err(ApiError::conflict(&info.group, &info.plural, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        &info.group,
+        &info.plural,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }
 
 /// PUT of an object or its status.
-pub async fn update(state: &State, t: &Target, name: &str, body: Value, opts: &WriteOpts, sub: Option<&str>) -> Result<Written, ApiError> {
+pub async fn update(
+    state: &State,
+    t: &Target,
+    name: &str,
+    body: Value,
+    opts: &WriteOpts,
+    sub: Option<&str>,
+) -> Result<Written, ApiError> {
     if meta::name(&body).is_none() {
-        return Err(ApiError::bad_request("metadata.name is required in the body of an update"));
+        return Err(ApiError::bad_request(
+            "metadata.name is required in the body of an update",
+        ));
     }
     update_with(state, t, name, opts, sub, |_current| Ok(body.clone())).await
 }
 
 /// PUT or PATCH of `/scale`: the change is made to the Scale view and carried into spec.replicas.
-pub async fn update_scale<F>(state: &State, t: &Target, name: &str, opts: &WriteOpts, mut change: F) -> Result<Value, ApiError>
+pub async fn update_scale<F>(
+    state: &State,
+    t: &Target,
+    name: &str,
+    opts: &WriteOpts,
+    mut change: F,
+) -> Result<Value, ApiError>
 where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
@@ -493,7 +691,11 @@ where
             ApiError::bad_request("the Scale object must set spec.replicas to an integer")
         })?;
         if replicas < 0 {
-            let errors = vec![admission::FieldError::invalid("spec.replicas", json!(replicas), "must be greater than or equal to 0")];
+            let errors = vec![admission::FieldError::invalid(
+                "spec.replicas",
+                json!(replicas),
+                "must be greater than or equal to 0",
+            )];
             return Err(invalid(&info, name, &errors));
         }
         let mut out = current.clone();
@@ -528,13 +730,20 @@ impl PatchKind {
             "application/json-patch+json" => Some(PatchKind::Json),
             "application/merge-patch+json" => Some(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Some(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(PatchKind::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(PatchKind::Apply)
+            }
             _ => None,
         }
     }
 }
 
-fn apply_patch(info: &ResourceInfo, kind: PatchKind, current: &Value, p: &Value) -> Result<Value, ApiError> {
+fn apply_patch(
+    info: &ResourceInfo,
+    kind: PatchKind,
+    current: &Value,
+    p: &Value,
+) -> Result<Value, ApiError> {
     let r = match kind {
         PatchKind::Json => patch::json_patch(current, p),
         PatchKind::Merge => patch::merge_patch(current, p),
@@ -557,16 +766,36 @@ fn apply_patch(info: &ResourceInfo, kind: PatchKind, current: &Value, p: &Value)
 }
 
 /// PATCH of an object, its status or its scale.
-pub async fn patch(state: &State, t: &Target, name: &str, kind: PatchKind, p: Value, opts: &WriteOpts, sub: Option<&str>, force: bool) -> Result<Written, ApiError> {
+#[allow(clippy::too_many_arguments)] // the PATCH request's parts, passed through as they came
+pub async fn patch(
+    state: &State,
+    t: &Target,
+    name: &str,
+    kind: PatchKind,
+    p: Value,
+    opts: &WriteOpts,
+    sub: Option<&str>,
+    force: bool,
+) -> Result<Written, ApiError> {
     let info = t.info.clone();
     if kind == PatchKind::Apply {
         return apply(state, t, name, p, opts, force, sub).await;
     }
     if sub == Some("scale") {
-        let object = update_scale(state, t, name, opts, |scale| apply_patch(&info, kind, scale, &p)).await?;
-        return Ok(Written { object, warnings: vec![], created: false });
+        let object = update_scale(state, t, name, opts, |scale| {
+            apply_patch(&info, kind, scale, &p)
+        })
+        .await?;
+        return Ok(Written {
+            object,
+            warnings: vec![],
+            created: false,
+        });
     }
-    update_with(state, t, name, opts, sub, |current| apply_patch(&info, kind, current, &p)).await
+    update_with(state, t, name, opts, sub, |current| {
+        apply_patch(&info, kind, current, &p)
+    })
+    .await
 }
 
 fn apply_error(info: &ResourceInfo, name: &str, e: patch::ApplyError) -> ApiError {
@@ -574,7 +803,7 @@ fn apply_error(info: &ResourceInfo, name: &str, e: patch::ApplyError) -> ApiErro
         patch::ApplyError::Conflicts(cs) => {
             let mut err = ApiError::conflict(&info.group, &info.plural, name, "");
             err.message = patch::ApplyError::Conflicts(cs.clone()).to_string();
-            err.causes = cs
+            err.details.causes = cs
                 .iter()
                 .map(|c| api::status::Cause {
                     reason: "FieldManagerConflict".into(),
@@ -589,7 +818,15 @@ fn apply_error(info: &ResourceInfo, name: &str, e: patch::ApplyError) -> ApiErro
 }
 
 /// Server-side apply: creates the object when it is missing.
-async fn apply(state: &State, t: &Target, name: &str, applied: Value, opts: &WriteOpts, force: bool, sub: Option<&str>) -> Result<Written, ApiError> {
+async fn apply(
+    state: &State,
+    t: &Target,
+    name: &str,
+    applied: Value,
+    opts: &WriteOpts,
+    force: bool,
+    sub: Option<&str>,
+) -> Result<Written, ApiError> {
     let info = t.info.clone();
     if opts.field_manager.is_empty() || opts.field_manager == "unknown" {
         return Err(ApiError::invalid("meta.k8s.io", "PatchOptions", "", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(), vec![]));
@@ -599,8 +836,17 @@ async fn apply(state: &State, t: &Target, name: &str, applied: Value, opts: &Wri
     let av = info.api_version();
     match get_with_revision(state, t, name).await {
         Err(e) if e.code == 404 && sub.is_none() => {
-            let req = patch::ApplyRequest { live: None, applied: &applied, manager: &opts.field_manager, force, api_version: &av, kind: &info.kind, now: &now_s };
-            let mut obj = patch::server_side_apply(&req).map_err(|e| apply_error(&info, name, e))?;
+            let req = patch::ApplyRequest {
+                live: None,
+                applied: &applied,
+                manager: &opts.field_manager,
+                force,
+                api_version: &av,
+                kind: &info.kind,
+                now: &now_s,
+            };
+            let mut obj =
+                patch::server_side_apply(&req).map_err(|e| apply_error(&info, name, e))?;
             meta::set(&mut obj, "name", json!(name));
             create_prepared(state, t, obj, opts).await
         }
@@ -608,18 +854,32 @@ async fn apply(state: &State, t: &Target, name: &str, applied: Value, opts: &Wri
         Ok(_) => {
             let opts2 = opts.clone();
             update_with(state, t, name, &opts2, sub, |current| {
-                let req = patch::ApplyRequest { live: Some(current), applied: &applied, manager: &opts.field_manager, force, api_version: &av, kind: &info.kind, now: &now_s };
+                let req = patch::ApplyRequest {
+                    live: Some(current),
+                    applied: &applied,
+                    manager: &opts.field_manager,
+                    force,
+                    api_version: &av,
+                    kind: &info.kind,
+                    now: &now_s,
+                };
                 let mut out = match patch::server_side_apply(&req) {
                     Ok(o) => o,
-                    Err(patch::ApplyError::Conflicts(cs)) => upgrade_from_client_side_apply(current, &req, &cs)
-                        .ok_or(patch::ApplyError::Conflicts(cs))
-                        .and_then(|r| r)
-                        .map_err(|e| apply_error(&info, name, e))?,
+                    Err(patch::ApplyError::Conflicts(cs)) => {
+                        upgrade_from_client_side_apply(current, &req, &cs)
+                            .ok_or(patch::ApplyError::Conflicts(cs))
+                            .and_then(|r| r)
+                            .map_err(|e| apply_error(&info, name, e))?
+                    }
                     Err(e) => return Err(apply_error(&info, name, e)),
                 };
                 // The apply result must not pin a resourceVersion the client did not send.
                 if meta::resource_version(&applied).is_none() {
-                    meta::set(&mut out, "resourceVersion", json!(meta::resource_version(current).unwrap_or("")));
+                    meta::set(
+                        &mut out,
+                        "resourceVersion",
+                        json!(meta::resource_version(current).unwrap_or("")),
+                    );
                 }
                 Ok(out)
             })
@@ -633,25 +893,46 @@ async fn apply(state: &State, t: &Target, name: &str, applied: Value, opts: &Wri
 /// last-applied manager does: when every conflict is with the client-side apply manager and
 /// the object carries a last-applied annotation, the apply is forced. None when this does
 /// not apply.
-fn upgrade_from_client_side_apply(live: &Value, req: &patch::ApplyRequest<'_>, conflicts: &[patch::Conflict]) -> Option<Result<Value, patch::ApplyError>> {
+fn upgrade_from_client_side_apply(
+    live: &Value,
+    req: &patch::ApplyRequest<'_>,
+    conflicts: &[patch::Conflict],
+) -> Option<Result<Value, patch::ApplyError>> {
     live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str()?;
     let already_applies = live["metadata"]["managedFields"]
         .as_array()
-        .is_some_and(|m| m.iter().any(|e| e["manager"] == json!(req.manager) && e["operation"] == json!("Apply")));
-    if already_applies || !conflicts.iter().all(|c| c.manager == "kubectl-client-side-apply") {
+        .is_some_and(|m| {
+            m.iter()
+                .any(|e| e["manager"] == json!(req.manager) && e["operation"] == json!("Apply"))
+        });
+    if already_applies
+        || !conflicts
+            .iter()
+            .all(|c| c.manager == "kubectl-client-side-apply")
+    {
         return None;
     }
-    Some(patch::server_side_apply(&patch::ApplyRequest { force: true, ..*req }))
+    Some(patch::server_side_apply(&patch::ApplyRequest {
+        force: true,
+        ..*req
+    }))
 }
 
 /// Create for server-side apply: the managedFields the apply computed are kept.
-async fn create_prepared(state: &State, t: &Target, obj: Value, opts: &WriteOpts) -> Result<Written, ApiError> {
+async fn create_prepared(
+    state: &State,
+    t: &Target,
+    obj: Value,
+    opts: &WriteOpts,
+) -> Result<Written, ApiError> {
     let managed = obj["metadata"].get("managedFields").cloned();
     let mut w = create(state, t, obj, opts).await?;
     if let (Some(m), false) = (managed, opts.dry_run) {
         // Re-write with the apply's managedFields (create recorded an Update entry).
         let name = meta::name(&w.object).unwrap_or("").to_string();
-        let rev: i64 = meta::resource_version(&w.object).and_then(|r| r.parse().ok()).unwrap_or(0);
+        let rev: i64 = meta::resource_version(&w.object)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
         let mut o = w.object.clone();
         meta::set(&mut o, "managedFields", m);
         if let Ok(o2) = commit_update(state, t, &name, o, rev, opts).await {
@@ -662,11 +943,26 @@ async fn create_prepared(state: &State, t: &Target, obj: Value, opts: &WriteOpts
 }
 
 /// POST pods/{name}/binding: assigns the pod to a node, once.
-pub async fn bind(state: &State, t: &Target, name: &str, binding: &Value, opts: &WriteOpts) -> Result<Value, ApiError> {
-    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::invalid("", "Binding", name, format!("Binding \"{name}\" is invalid: target.name: Required value"), vec![])
-    })?
-    .to_string();
+pub async fn bind(
+    state: &State,
+    t: &Target,
+    name: &str,
+    binding: &Value,
+    opts: &WriteOpts,
+) -> Result<Value, ApiError> {
+    let node = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "",
+                "Binding",
+                name,
+                format!("Binding \"{name}\" is invalid: target.name: Required value"),
+                vec![],
+            )
+        })?
+        .to_string();
     update_with(state, t, name, opts, Some("binding"), |current| {
         if let Some(n) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
             return Err(ApiError::conflict("", "pods", name, &format!("pod {name} is already assigned to node {n:?}")));
@@ -687,17 +983,30 @@ pub async fn bind(state: &State, t: &Target, name: &str, binding: &Value, opts: 
     Ok(api::status::success(None))
 }
 
-fn precondition_failed(info: &ResourceInfo, name: &str, what: &str, want: &str, have: &str) -> ApiError {
+fn precondition_failed(
+    info: &ResourceInfo,
+    name: &str,
+    what: &str,
+    want: &str,
+    have: &str,
+) -> ApiError {
     ApiError::conflict(
         &info.group,
         &info.plural,
         name,
-        &format!("Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"),
+        &format!(
+            "Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"
+        ),
     )
 }
 
 /// DELETE of one object, honouring preconditions, finalizers and the propagation policy.
-pub async fn delete(state: &Arc<State>, t: &Target, name: &str, opts: &DeleteOpts) -> Result<Value, ApiError> {
+pub async fn delete(
+    state: &Arc<State>,
+    t: &Target,
+    name: &str,
+    opts: &DeleteOpts,
+) -> Result<Value, ApiError> {
     let info = &t.info;
     let key = info.key(t.namespace.as_deref(), name);
     for _ in 0..max_retries() {
@@ -708,17 +1017,34 @@ pub async fn delete(state: &Arc<State>, t: &Target, name: &str, opts: &DeleteOpt
                 return Err(precondition_failed(info, name, "UID", uid, have));
             }
         }
-        if let Some(rv) = &opts.resource_version {
-            if *rv != rev.to_string() {
-                return Err(precondition_failed(info, name, "ResourceVersion", rv, &rev.to_string()));
-            }
+        if let Some(rv) = &opts.resource_version
+            && *rv != rev.to_string()
+        {
+            return Err(precondition_failed(
+                info,
+                name,
+                "ResourceVersion",
+                rv,
+                &rev.to_string(),
+            ));
         }
         if opts.dry_run {
             return Ok(current);
         }
-        let policy = opts.propagation.clone().unwrap_or_else(|| "Background".into());
+        let policy = opts
+            .propagation
+            .clone()
+            .unwrap_or_else(|| "Background".into());
         if !["Background", "Foreground", "Orphan"].contains(&policy.as_str()) {
-            return Err(ApiError::invalid("meta.k8s.io", "DeleteOptions", "", format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""), vec![]));
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                format!(
+                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                ),
+                vec![],
+            ));
         }
         let mut finalizers = meta::finalizers(&current);
         let is_namespace = info.group.is_empty() && info.kind == "Namespace";
@@ -730,10 +1056,10 @@ pub async fn delete(state: &Arc<State>, t: &Target, name: &str, opts: &DeleteOpt
             "Orphan" => Some("orphan"),
             _ => None,
         };
-        if let Some(f) = extra {
-            if !finalizers.iter().any(|x| x == f) {
-                finalizers.push(f.to_string());
-            }
+        if let Some(f) = extra
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(f.to_string());
         }
         if is_namespace || !finalizers.is_empty() {
             if meta::is_deleting(&current) && extra.is_none() {
@@ -742,15 +1068,19 @@ pub async fn delete(state: &Arc<State>, t: &Target, name: &str, opts: &DeleteOpt
             let mut o = current.clone();
             if !meta::is_deleting(&o) {
                 meta::set(&mut o, "deletionTimestamp", json!(now()));
-                meta::set(&mut o, "deletionGracePeriodSeconds", json!(opts.grace.unwrap_or(0)));
+                meta::set(
+                    &mut o,
+                    "deletionGracePeriodSeconds",
+                    json!(opts.grace.unwrap_or(0)),
+                );
             }
             if is_namespace {
                 o["status"]["phase"] = json!("Terminating");
                 let mut fs = meta::finalizers(&current);
-                if let Some(f) = extra {
-                    if !fs.iter().any(|x| x == f) {
-                        fs.push(f.into());
-                    }
+                if let Some(f) = extra
+                    && !fs.iter().any(|x| x == f)
+                {
+                    fs.push(f.into());
                 }
                 if !fs.is_empty() {
                     meta::set(&mut o, "finalizers", json!(fs));
@@ -771,7 +1101,11 @@ pub async fn delete(state: &Arc<State>, t: &Target, name: &str, opts: &DeleteOpt
         match state.store.delete(&key, Some(rev)).await {
             Ok(kv) => {
                 let mut o = current;
-                meta::set(&mut o, "resourceVersion", json!(kv.mod_revision.to_string()));
+                meta::set(
+                    &mut o,
+                    "resourceVersion",
+                    json!(kv.mod_revision.to_string()),
+                );
                 if info.group == "apiextensions.k8s.io" {
                     state.reload_crds().await?;
                 }
@@ -779,9 +1113,16 @@ pub async fn delete(state: &Arc<State>, t: &Target, name: &str, opts: &DeleteOpt
                 return Ok(o);
             }
             Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&info.group, &info.plural, name)),
+            Err(StoreError::NotFound { .. }) => {
+                return Err(ApiError::not_found(&info.group, &info.plural, name));
+            }
             Err(e) => return Err(store_error(e)),
         }
     }
-    Err(ApiError::conflict(&info.group, &info.plural, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        &info.group,
+        &info.plural,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }

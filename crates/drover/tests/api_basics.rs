@@ -9,7 +9,13 @@ fn version_is_public_and_reports_1_33() {
     let out = s.kubectl(&["version", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["serverVersion"]["minor"], "33");
-    assert!(v["clientVersion"]["gitVersion"].as_str().unwrap().starts_with("v1.33"), "the dispatcher must pick kubectl 1.33: {out}");
+    assert!(
+        v["clientVersion"]["gitVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1.33"),
+        "the dispatcher must pick kubectl 1.33: {out}"
+    );
 }
 
 #[test]
@@ -21,7 +27,10 @@ fn requests_without_valid_credentials_get_401() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Unauthorized") || err.contains("must be logged in"), "{err}");
+    assert!(
+        err.contains("Unauthorized") || err.contains("must be logged in"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -32,7 +41,15 @@ fn default_namespaces_and_api_resources() {
         assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
     }
     let res = s.kubectl(&["api-resources", "-o", "name"]);
-    for r in ["pods", "deployments.apps", "customresourcedefinitions.apiextensions.k8s.io", "leases.coordination.k8s.io", "horizontalpodautoscalers.autoscaling", "endpointslices.discovery.k8s.io", "cronjobs.batch"] {
+    for r in [
+        "pods",
+        "deployments.apps",
+        "customresourcedefinitions.apiextensions.k8s.io",
+        "leases.coordination.k8s.io",
+        "horizontalpodautoscalers.autoscaling",
+        "endpointslices.discovery.k8s.io",
+        "cronjobs.batch",
+    ] {
         assert!(res.lines().any(|l| l == r), "missing {r} in:\n{res}");
     }
 }
@@ -40,14 +57,25 @@ fn default_namespaces_and_api_resources() {
 #[test]
 fn apply_twice_then_server_side_and_tables() {
     let s = Server::start();
-    let manifest = |replicas: u32| format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{app: web}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: nginx\n        image: nginx:1.25\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
-    );
+    let manifest = |replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {{app: web}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: nginx\n        image: nginx:1.25\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+        )
+    };
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &manifest(2));
-    assert!(out.contains("deployment.apps/web created") && out.contains("service/web created"), "{out}");
+    assert!(
+        out.contains("deployment.apps/web created") && out.contains("service/web created"),
+        "{out}"
+    );
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &manifest(4));
-    assert!(out.contains("deployment.apps/web configured") && out.contains("service/web unchanged"), "{out}");
-    assert_eq!(s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+    assert!(
+        out.contains("deployment.apps/web configured") && out.contains("service/web unchanged"),
+        "{out}"
+    );
+    assert_eq!(
+        s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
     let table = s.kubectl(&["get", "deploy,svc"]);
     assert!(table.contains("deployment.apps/web"), "{table}");
     let header = table.lines().next().unwrap();
@@ -56,27 +84,45 @@ fn apply_twice_then_server_side_and_tables() {
     }
     assert!(table.contains("80/TCP"), "{table}");
     let wide = s.kubectl(&["get", "deploy", "-o", "wide"]);
-    assert!(wide.contains("CONTAINERS") && wide.contains("nginx:1.25") && wide.contains("app=web"), "{wide}");
+    assert!(
+        wide.contains("CONTAINERS") && wide.contains("nginx:1.25") && wide.contains("app=web"),
+        "{wide}"
+    );
     let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &manifest(3));
     assert!(out.contains("serverside-applied"), "{out}");
-    assert_eq!(s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "3");
+    assert_eq!(
+        s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "3"
+    );
 }
 
 #[test]
 fn errors_are_kubernetes_statuses() {
     let s = Server::start();
     let err = s.kubectl_err(&["get", "deploy", "nosuch"]);
-    assert!(err.contains("Error from server (NotFound): deployments.apps \"nosuch\" not found"), "{err}");
+    assert!(
+        err.contains("Error from server (NotFound): deployments.apps \"nosuch\" not found"),
+        "{err}"
+    );
     s.kubectl(&["create", "configmap", "c1", "--from-literal=a=b"]);
     let err = s.kubectl_err(&["create", "configmap", "c1", "--from-literal=a=b"]);
     assert!(err.contains("configmaps \"c1\" already exists"), "{err}");
     let bad_name = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n";
     let out = s.kubectl_stdin_output(&["apply", "-f", "-"], bad_name);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("is invalid") && err.contains("metadata.name"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("is invalid") && err.contains("metadata.name"),
+        "{err}"
+    );
     let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\nspecc: {}\n";
     let out = s.kubectl_stdin_output(&["apply", "-f", "-"], unknown);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("unknown field") && err.contains("specc"), "{err}");
-    assert!(s.kubectl_output(&["get", "cm", "ok"]).status.code() != Some(0), "nothing may be written for a rejected object");
+    assert!(
+        !out.status.success() && err.contains("unknown field") && err.contains("specc"),
+        "{err}"
+    );
+    assert!(
+        s.kubectl_output(&["get", "cm", "ok"]).status.code() != Some(0),
+        "nothing may be written for a rejected object"
+    );
 }

@@ -25,24 +25,42 @@ async fn kube_rs_lists_writes_and_watches() {
     let s = Server::start();
     let client = s.kube_client().await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let names: Vec<String> = namespaces.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     assert!(names.contains(&"default".to_string()), "{names:?}");
 
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let mut events = watcher(deploys.clone(), watcher::Config::default()).boxed();
     // The watcher's initial list completes first.
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Some(watcher::Event::InitDone) => break,
             Some(_) => {}
             None => panic!("watch ended"),
         }
     }
-    let created = deploys.create(&PostParams::default(), &deployment("web", 2)).await.unwrap();
+    let created = deploys
+        .create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
     assert_eq!(created.metadata.generation, Some(1));
     let patched = deploys
-        .patch("web", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+        )
         .await
         .unwrap();
     assert_eq!(patched.spec.unwrap().replicas, Some(5));
@@ -51,7 +69,11 @@ async fn kube_rs_lists_writes_and_watches() {
     // The watcher sees the create and then the patch, in order.
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Some(watcher::Event::Apply(d)) => seen.push(d.spec.unwrap().replicas.unwrap()),
             Some(_) => {}
             None => panic!("watch ended"),
@@ -70,14 +92,30 @@ async fn kube_rs_lists_writes_and_watches() {
     // Server-side apply through kube-rs.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "1"}});
-    let applied = cms.patch("cfg", &PatchParams::apply("kube-test"), &Patch::Apply(&cm)).await.unwrap();
+    let applied = cms
+        .patch("cfg", &PatchParams::apply("kube-test"), &Patch::Apply(&cm))
+        .await
+        .unwrap();
     assert_eq!(applied.data.unwrap()["a"], "1");
-    let managers: Vec<String> = applied.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|m| m.manager).collect();
+    let managers: Vec<String> = applied
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
     assert!(managers.contains(&"kube-test".to_string()), "{managers:?}");
 
-    deploys.delete("web", &DeleteParams::default()).await.unwrap();
+    deploys
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Some(watcher::Event::Delete(d)) => {
                 assert_eq!(d.metadata.name.as_deref(), Some("web"));
                 break;
@@ -111,8 +149,14 @@ async fn paginated_list_returns_every_object_once() {
             None => break,
         }
     }
-    assert_eq!(names, (0..25).map(|i| format!("c{i:02}")).collect::<Vec<_>>());
-    let even = cms.list(&ListParams::default().labels("even=true").limit(5)).await.unwrap();
+    assert_eq!(
+        names,
+        (0..25).map(|i| format!("c{i:02}")).collect::<Vec<_>>()
+    );
+    let even = cms
+        .list(&ListParams::default().labels("even=true").limit(5))
+        .await
+        .unwrap();
     assert_eq!(even.items.len(), 5);
     assert!(even.metadata.continue_.is_some_and(|c| !c.is_empty()));
 }

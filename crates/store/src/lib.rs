@@ -146,7 +146,12 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a key that must not exist; returns the new revision.
     fn create(&self, key: &str, value: Vec<u8>) -> BoxFuture<'_, Result<Revision>>;
     /// Replaces a key whose modification revision must equal `expected`; returns the new revision.
-    fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> BoxFuture<'_, Result<Revision>>;
+    fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Revision,
+    ) -> BoxFuture<'_, Result<Revision>>;
     /// Deletes a key, comparing its modification revision when `expected` is given;
     /// returns the deleted value with `mod_revision` set to the delete's revision.
     fn delete(&self, key: &str, expected: Option<Revision>) -> BoxFuture<'_, Result<KeyValue>>;

@@ -11,12 +11,12 @@
 //! answered and watchers told.
 
 use crate::{
-    prefix_end, Event, EventKind, KeyValue, ListPage, Result, Revision, Store, StoreError,
-    WatchStream,
+    Event, EventKind, KeyValue, ListPage, Result, Revision, Store, StoreError, WatchStream,
+    prefix_end,
 };
-use futures::future::BoxFuture;
 use futures::StreamExt;
-use rusqlite::{params, Connection, OptionalExtension};
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,10 +30,22 @@ const WATCH_BUFFER: usize = 8192;
 const HISTORY_PAGE: i64 = 2000;
 
 enum Op {
-    Create { key: String, value: Vec<u8> },
-    Update { key: String, value: Vec<u8>, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
+    Create {
+        key: String,
+        value: Vec<u8>,
+    },
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
 }
 
 enum Reply {
@@ -98,11 +110,9 @@ impl SqliteStore {
             .query_row("SELECT COALESCE(MAX(rev), 0) FROM log", [], |r| r.get(0))
             .map_err(db_err)?;
         let compacted: i64 = conn
-            .query_row(
-                "SELECT value FROM meta WHERE name = 'compacted'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(db_err)?
             .unwrap_or(0);
@@ -142,10 +152,10 @@ impl SqliteStore {
                 None => open_connection(&shared.path)?,
             };
             let out = f(&conn);
-            if let Ok(mut pool) = shared.readers.lock() {
-                if pool.len() < 16 {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = shared.readers.lock()
+                && pool.len() < 16
+            {
+                pool.push(conn);
             }
             out
         })
@@ -154,8 +164,11 @@ impl SqliteStore {
     }
 }
 
-/// The newest row of `key` (live or tombstone): (rev, create_rev, deleted, value).
-fn latest_row(conn: &Connection, key: &str) -> rusqlite::Result<Option<(i64, i64, bool, Vec<u8>)>> {
+/// The newest row of a key: (rev, create_rev, deleted, value).
+type LatestRow = (i64, i64, bool, Vec<u8>);
+
+/// The newest row of `key` (live or tombstone).
+fn latest_row(conn: &Connection, key: &str) -> rusqlite::Result<Option<LatestRow>> {
     conn.prepare_cached(
         "SELECT rev, create_rev, deleted, value FROM log WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
     )?
@@ -194,8 +207,12 @@ fn writer_loop(
                 tracing::error!(error = %e, "store commit failed; the batch was not written");
                 for req in batch {
                     let reply = match req.op {
-                        Op::Create { .. } | Op::Update { .. } => Reply::Rev(Err(StoreError::Database(e.to_string()))),
-                        Op::Delete { .. } => Reply::Deleted(Err(StoreError::Database(e.to_string()))),
+                        Op::Create { .. } | Op::Update { .. } => {
+                            Reply::Rev(Err(StoreError::Database(e.to_string())))
+                        }
+                        Op::Delete { .. } => {
+                            Reply::Deleted(Err(StoreError::Database(e.to_string())))
+                        }
                         Op::Compact { .. } => Reply::Unit(Err(StoreError::Database(e.to_string()))),
                     };
                     let _ = req.reply.send(reply);
@@ -229,7 +246,9 @@ fn apply_batch(
                     let (prev_rev, prev) = match latest {
                         Some((r, _, false, _)) => {
                             let _ = r;
-                            replies.push(Reply::Rev(Err(StoreError::AlreadyExists { key: key.clone() })));
+                            replies.push(Reply::Rev(Err(StoreError::AlreadyExists {
+                                key: key.clone(),
+                            })));
                             continue;
                         }
                         Some((r, _, true, _)) => (r, None),
@@ -239,57 +258,86 @@ fn apply_batch(
                     insert.execute(params![rev, key, value, rev, prev_rev, 0])?;
                     events.push(Event {
                         kind: EventKind::Put,
-                        kv: KeyValue { key: key.clone(), value: value.clone(), create_revision: rev, mod_revision: rev },
+                        kv: KeyValue {
+                            key: key.clone(),
+                            value: value.clone(),
+                            create_revision: rev,
+                            mod_revision: rev,
+                        },
                         prev,
                     });
                     replies.push(Reply::Rev(Ok(rev)));
                 }
-                Op::Update { key, value, expected } => {
-                    match latest_row(&tx, key)? {
-                        Some((r, create, false, old)) => {
-                            if r != *expected {
-                                replies.push(Reply::Rev(Err(StoreError::Conflict {
-                                    key: key.clone(),
-                                    expected: *expected,
-                                    actual: r,
-                                })));
-                                continue;
-                            }
-                            rev += 1;
-                            insert.execute(params![rev, key, value, create, r, 0])?;
-                            events.push(Event {
-                                kind: EventKind::Put,
-                                kv: KeyValue { key: key.clone(), value: value.clone(), create_revision: create, mod_revision: rev },
-                                prev: Some(KeyValue { key: key.clone(), value: old, create_revision: create, mod_revision: r }),
-                            });
-                            replies.push(Reply::Rev(Ok(rev)));
+                Op::Update {
+                    key,
+                    value,
+                    expected,
+                } => match latest_row(&tx, key)? {
+                    Some((r, create, false, old)) => {
+                        if r != *expected {
+                            replies.push(Reply::Rev(Err(StoreError::Conflict {
+                                key: key.clone(),
+                                expected: *expected,
+                                actual: r,
+                            })));
+                            continue;
                         }
-                        _ => replies.push(Reply::Rev(Err(StoreError::NotFound { key: key.clone() }))),
+                        rev += 1;
+                        insert.execute(params![rev, key, value, create, r, 0])?;
+                        events.push(Event {
+                            kind: EventKind::Put,
+                            kv: KeyValue {
+                                key: key.clone(),
+                                value: value.clone(),
+                                create_revision: create,
+                                mod_revision: rev,
+                            },
+                            prev: Some(KeyValue {
+                                key: key.clone(),
+                                value: old,
+                                create_revision: create,
+                                mod_revision: r,
+                            }),
+                        });
+                        replies.push(Reply::Rev(Ok(rev)));
                     }
-                }
+                    _ => replies.push(Reply::Rev(Err(StoreError::NotFound { key: key.clone() }))),
+                },
                 Op::Delete { key, expected } => match latest_row(&tx, key)? {
                     Some((r, create, false, old)) => {
-                        if let Some(e) = expected {
-                            if r != *e {
-                                replies.push(Reply::Deleted(Err(StoreError::Conflict {
-                                    key: key.clone(),
-                                    expected: *e,
-                                    actual: r,
-                                })));
-                                continue;
-                            }
+                        if let Some(e) = expected
+                            && r != *e
+                        {
+                            replies.push(Reply::Deleted(Err(StoreError::Conflict {
+                                key: key.clone(),
+                                expected: *e,
+                                actual: r,
+                            })));
+                            continue;
                         }
                         rev += 1;
                         insert.execute(params![rev, key, &old, create, r, 1])?;
-                        let kv = KeyValue { key: key.clone(), value: old.clone(), create_revision: create, mod_revision: rev };
+                        let kv = KeyValue {
+                            key: key.clone(),
+                            value: old.clone(),
+                            create_revision: create,
+                            mod_revision: rev,
+                        };
                         events.push(Event {
                             kind: EventKind::Delete,
                             kv: kv.clone(),
-                            prev: Some(KeyValue { key: key.clone(), value: old, create_revision: create, mod_revision: r }),
+                            prev: Some(KeyValue {
+                                key: key.clone(),
+                                value: old,
+                                create_revision: create,
+                                mod_revision: r,
+                            }),
                         });
                         replies.push(Reply::Deleted(Ok(kv)));
                     }
-                    _ => replies.push(Reply::Deleted(Err(StoreError::NotFound { key: key.clone() }))),
+                    _ => replies.push(Reply::Deleted(Err(StoreError::NotFound {
+                        key: key.clone(),
+                    }))),
                 },
                 Op::Compact { revision } => {
                     let current_compacted = shared.compacted.load(Ordering::SeqCst);
@@ -322,11 +370,17 @@ fn apply_batch(
 fn check_revision(shared: &Shared, revision: Revision) -> Result<()> {
     let compacted = shared.compacted.load(Ordering::SeqCst);
     if revision < compacted {
-        return Err(StoreError::Compacted { requested: revision, compacted });
+        return Err(StoreError::Compacted {
+            requested: revision,
+            compacted,
+        });
     }
     let current = shared.revision.load(Ordering::SeqCst);
     if revision > current {
-        return Err(StoreError::FutureRevision { requested: revision, current });
+        return Err(StoreError::FutureRevision {
+            requested: revision,
+            current,
+        });
     }
     Ok(())
 }
@@ -361,8 +415,17 @@ fn read_history(
             _ => None,
         };
         Ok(Event {
-            kind: if deleted { EventKind::Delete } else { EventKind::Put },
-            kv: KeyValue { key, value: r.get(2)?, create_revision: r.get(3)?, mod_revision: rev },
+            kind: if deleted {
+                EventKind::Delete
+            } else {
+                EventKind::Put
+            },
+            kv: KeyValue {
+                key,
+                value: r.get(2)?,
+                create_revision: r.get(3)?,
+                mod_revision: rev,
+            },
             prev,
         })
     })?;
@@ -383,9 +446,16 @@ impl Store for SqliteStore {
         let shared = self.shared.clone();
         Box::pin(async move {
             Self::read(shared, move |conn| {
-                Ok(latest_row(conn, &key).map_err(db_err)?.and_then(|(rev, create, deleted, value)| {
-                    (!deleted).then_some(KeyValue { key, value, create_revision: create, mod_revision: rev })
-                }))
+                Ok(latest_row(conn, &key).map_err(db_err)?.and_then(
+                    |(rev, create, deleted, value)| {
+                        (!deleted).then_some(KeyValue {
+                            key,
+                            value,
+                            create_revision: create,
+                            mod_revision: rev,
+                        })
+                    },
+                ))
             })
             .await
         })
@@ -412,7 +482,11 @@ impl Store for SqliteStore {
             let out = Self::read(shared.clone(), move |conn| {
                 let end = prefix_end(&prefix);
                 let lower = start_after.unwrap_or_default();
-                let lower = if lower.as_str() < prefix.as_str() { prefix.clone() } else { lower };
+                let lower = if lower.as_str() < prefix.as_str() {
+                    prefix.clone()
+                } else {
+                    lower
+                };
                 let strict = lower != prefix;
                 let mut stmt = conn
                     .prepare_cached(
@@ -438,7 +512,11 @@ impl Store for SqliteStore {
                     .map_err(db_err)?;
                 let more = limit != 0 && items.len() > limit;
                 items.truncate(if limit == 0 { items.len() } else { limit });
-                Ok(ListPage { items, revision: at, more })
+                Ok(ListPage {
+                    items,
+                    revision: at,
+                    more,
+                })
             })
             .await?;
             // A compaction may have raced the read; the page would then be incomplete.
@@ -471,7 +549,10 @@ impl Store for SqliteStore {
     }
 
     fn create(&self, key: &str, value: Vec<u8>) -> BoxFuture<'_, Result<Revision>> {
-        let op = Op::Create { key: key.to_string(), value };
+        let op = Op::Create {
+            key: key.to_string(),
+            value,
+        };
         Box::pin(async move {
             match self.send(op).await? {
                 Reply::Rev(r) => r,
@@ -480,8 +561,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> BoxFuture<'_, Result<Revision>> {
-        let op = Op::Update { key: key.to_string(), value, expected };
+    fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Revision,
+    ) -> BoxFuture<'_, Result<Revision>> {
+        let op = Op::Update {
+            key: key.to_string(),
+            value,
+            expected,
+        };
         Box::pin(async move {
             match self.send(op).await? {
                 Reply::Rev(r) => r,
@@ -491,7 +581,10 @@ impl Store for SqliteStore {
     }
 
     fn delete(&self, key: &str, expected: Option<Revision>) -> BoxFuture<'_, Result<KeyValue>> {
-        let op = Op::Delete { key: key.to_string(), expected };
+        let op = Op::Delete {
+            key: key.to_string(),
+            expected,
+        };
         Box::pin(async move {
             match self.send(op).await? {
                 Reply::Deleted(r) => r,
@@ -505,7 +598,10 @@ impl Store for SqliteStore {
         let mut live = self.shared.events.subscribe();
         let compacted = self.shared.compacted.load(Ordering::SeqCst);
         if after < compacted {
-            return Err(StoreError::Compacted { requested: after, compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            });
         }
         let shared = self.shared.clone();
         let prefix = prefix.to_string();
@@ -533,7 +629,12 @@ impl Store for SqliteStore {
                     };
                     let compacted = shared.compacted.load(Ordering::SeqCst);
                     if last < compacted {
-                        let _ = tx.send(Err(StoreError::Compacted { requested: last, compacted })).await;
+                        let _ = tx
+                            .send(Err(StoreError::Compacted {
+                                requested: last,
+                                compacted,
+                            }))
+                            .await;
                         return;
                     }
                     let full = history.len() as i64 >= HISTORY_PAGE;
@@ -559,7 +660,9 @@ impl Store for SqliteStore {
                                 continue;
                             }
                             last = ev.kv.mod_revision;
-                            if ev.kv.key.starts_with(&prefix) && tx.send(Ok((*ev).clone())).await.is_err() {
+                            if ev.kv.key.starts_with(&prefix)
+                                && tx.send(Ok((*ev).clone())).await.is_err()
+                            {
                                 return;
                             }
                         }
@@ -606,7 +709,7 @@ fn tokio_stream_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{conformance, SharedStore};
+    use crate::{SharedStore, conformance};
 
     fn fresh() -> (tempfile::TempDir, SharedStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -658,7 +761,11 @@ mod tests {
             (s.current_revision(), s.compacted_revision())
         };
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.current_revision(), rev, "revisions must never go back after a restart");
+        assert_eq!(
+            s.current_revision(),
+            rev,
+            "revisions must never go back after a restart"
+        );
         assert_eq!(s.compacted_revision(), compacted);
         assert_eq!(s.list("/d/", None, None, 0).await.unwrap().items.len(), 99);
         assert!(s.create("/d/new", vec![1]).await.unwrap() > rev);

@@ -1,6 +1,6 @@
 //! `drover server`: the control plane with its embedded store.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +26,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -40,7 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
         ),
         Some(other) if other.starts_with("etcd://") => {
-            bail!("the etcd store ({other}) is not available in this build yet; use the embedded store (omit --store)")
+            bail!(
+                "the etcd store ({other}) is not available in this build yet; use the embedded store (omit --store)"
+            )
         }
         Some(other) => bail!("unknown store {other:?}: use `sqlite` or `etcd://HOST:PORT`"),
     };
@@ -49,9 +52,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let running = apiserver::start(apiserver::Config { data_dir: data_dir.clone(), listen: args.listen, store })
-            .await
-            .context("cannot start the API server")?;
+        let running = apiserver::start(apiserver::Config {
+            data_dir: data_dir.clone(),
+            listen: args.listen,
+            store,
+        })
+        .await
+        .context("cannot start the API server")?;
         tracing::info!(addr = %running.addr, "API server ready");
         eprintln!(
             "drover: serving the Kubernetes API on https://{}\n  export KUBECONFIG={}",

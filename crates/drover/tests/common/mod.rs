@@ -45,10 +45,16 @@ fn spawn(dir: &Path, listen: &str) -> (Child, String) {
             let _ = child.kill();
             panic!("drover server exited before it was ready");
         }
-        if let Some(rest) = line.trim().strip_prefix("drover: serving the Kubernetes API on https://") {
+        if let Some(rest) = line
+            .trim()
+            .strip_prefix("drover: serving the Kubernetes API on https://")
+        {
             break rest.to_string();
         }
-        assert!(Instant::now() < deadline, "drover server did not become ready");
+        assert!(
+            Instant::now() < deadline,
+            "drover server did not become ready"
+        );
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || {
@@ -69,7 +75,13 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let (child, addr) = spawn(dir.path(), "127.0.0.1:0");
         let cache = dir.path().join("kubectl-cache");
-        Server { child: Some(child), url: format!("https://{addr}"), addr, dir, cache }
+        Server {
+            child: Some(child),
+            url: format!("https://{addr}"),
+            addr,
+            dir,
+            cache,
+        }
     }
 
     /// The kubeconfig path.
@@ -153,7 +165,12 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("wait kubectl")
     }
 
@@ -170,15 +187,19 @@ impl Server {
 
     /// The admin bearer token.
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("admin-token")).expect("token").trim().to_string()
+        std::fs::read_to_string(self.dir.path().join("admin-token"))
+            .expect("token")
+            .trim()
+            .to_string()
     }
 
     /// A kube-rs client for this server, from its kubeconfig.
     pub async fn kube_client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("read kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kube config");
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kube config");
         kube::Client::try_from(config).expect("kube client")
     }
 }
