@@ -746,8 +746,8 @@ fn pod_cells(o: &Value, now: i64) -> Vec<Value> {
         }
         let terminated = at(cs, &["state", "terminated"]);
         let waiting_reason = opt_s(cs, &["state", "waiting", "reason"]);
-        if let Some(t) = terminated.filter(|t| i(t, &["exitCode"]) == 0) {
-            let _ = t;
+        // A successfully finished init container: look at the next one.
+        if terminated.is_some_and(|t| i(t, &["exitCode"]) == 0) {
             continue;
         }
         if is_sidecar && at(cs, &["started"]).and_then(Value::as_bool) == Some(true) {
