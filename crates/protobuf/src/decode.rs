@@ -13,7 +13,9 @@ const MAX_DEPTH: usize = 100;
 
 /// Finds the message of a top-level kind.
 pub(crate) fn find_kind(api_version: &str, kind: &str) -> Option<&'static Msg> {
-    let idx = KINDS.binary_search_by(|k| (k.api_version, k.kind).cmp(&(api_version, kind))).ok()?;
+    let idx = KINDS
+        .binary_search_by(|k| (k.api_version, k.kind).cmp(&(api_version, kind)))
+        .ok()?;
     MESSAGES.get(usize::from(KINDS[idx].msg))
 }
 
@@ -50,7 +52,11 @@ pub(crate) fn envelope(bytes: &[u8], base: usize) -> Result<Value, DecodeError> 
                             continue;
                         }
                     };
-                    let path = if num == 1 { "typeMeta.apiVersion" } else { "typeMeta.kind" };
+                    let path = if num == 1 {
+                        "typeMeta.apiVersion"
+                    } else {
+                        "typeMeta.kind"
+                    };
                     expect_wire(path, num, WireType::Len, wire)?;
                     *target = utf8(meta.len_delimited()?.0, path)?.to_owned();
                 }
@@ -64,9 +70,13 @@ pub(crate) fn envelope(bytes: &[u8], base: usize) -> Result<Value, DecodeError> 
         return Err(DecodeError::MissingTypeMeta);
     }
     // client-go leaves contentType empty for protobuf raw bytes; anything else is not ours to decode.
-    let protobuf_type = content_type.is_empty() || content_type == "application/vnd.kubernetes.protobuf";
+    let protobuf_type =
+        content_type.is_empty() || content_type == "application/vnd.kubernetes.protobuf";
     if !content_encoding.is_empty() || !protobuf_type {
-        return Err(DecodeError::UnsupportedEncoding { content_encoding, content_type });
+        return Err(DecodeError::UnsupportedEncoding {
+            content_encoding,
+            content_type,
+        });
     }
     let Some(msg) = find_kind(&api_version, &kind) else {
         return Err(DecodeError::UnknownKind { api_version, kind });
@@ -79,19 +89,35 @@ pub(crate) fn envelope(bytes: &[u8], base: usize) -> Result<Value, DecodeError> 
     Ok(Value::Object(object))
 }
 
-fn expect_wire(path: &str, number: u32, expected: WireType, found: WireType) -> Result<(), DecodeError> {
+fn expect_wire(
+    path: &str,
+    number: u32,
+    expected: WireType,
+    found: WireType,
+) -> Result<(), DecodeError> {
     if expected == found {
         return Ok(());
     }
-    Err(DecodeError::WrongWireType { path: path.to_owned(), number, expected: expected.name(), found: found.name() })
+    Err(DecodeError::WrongWireType {
+        path: path.to_owned(),
+        number,
+        expected: expected.name(),
+        found: found.name(),
+    })
 }
 
 fn utf8<'a>(bytes: &'a [u8], path: &str) -> Result<&'a str, DecodeError> {
-    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { path: path.to_owned() })
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 {
+        path: path.to_owned(),
+    })
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 fn wire_of(ty: Ty) -> WireType {
@@ -112,9 +138,18 @@ struct Slots {
     values: Vec<Option<Value>>,
 }
 
-fn decode_slots(msg: &'static Msg, bytes: &[u8], base: usize, path: &str, depth: usize) -> Result<Slots, DecodeError> {
+fn decode_slots(
+    msg: &'static Msg,
+    bytes: &[u8],
+    base: usize,
+    path: &str,
+    depth: usize,
+) -> Result<Slots, DecodeError> {
     if depth > MAX_DEPTH {
-        return Err(DecodeError::TooDeep { path: path.to_owned(), limit: MAX_DEPTH });
+        return Err(DecodeError::TooDeep {
+            path: path.to_owned(),
+            limit: MAX_DEPTH,
+        });
     }
     let mut values: Vec<Option<Value>> = vec![None; msg.fields.len()];
     let mut reader = Reader::new(bytes, base);
@@ -125,7 +160,11 @@ fn decode_slots(msg: &'static Msg, bytes: &[u8], base: usize, path: &str, depth:
             continue;
         };
         let field = &msg.fields[i];
-        let fpath = if field.inline { path.to_owned() } else { join(path, field.json) };
+        let fpath = if field.inline {
+            path.to_owned()
+        } else {
+            join(path, field.json)
+        };
         let slot = &mut values[i];
         match field.card {
             Card::Single => {
@@ -167,7 +206,13 @@ fn decode_slots(msg: &'static Msg, bytes: &[u8], base: usize, path: &str, depth:
     Ok(Slots { values })
 }
 
-fn map_entry(bytes: &[u8], base: usize, value_ty: Ty, path: &str, depth: usize) -> Result<(String, Value), DecodeError> {
+fn map_entry(
+    bytes: &[u8],
+    base: usize,
+    value_ty: Ty,
+    path: &str,
+    depth: usize,
+) -> Result<(String, Value), DecodeError> {
     let mut reader = Reader::new(bytes, base);
     let mut key = String::new();
     let mut value = None;
@@ -215,7 +260,12 @@ fn is_zero(value: &Value) -> bool {
     }
 }
 
-fn read_value(reader: &mut Reader<'_>, ty: Ty, path: &str, depth: usize) -> Result<Value, DecodeError> {
+fn read_value(
+    reader: &mut Reader<'_>,
+    ty: Ty,
+    path: &str,
+    depth: usize,
+) -> Result<Value, DecodeError> {
     Ok(match ty {
         Ty::Bool => Value::Bool(reader.varint()? != 0),
         // int32 is sign-extended to 64 bits on the wire; truncating recovers it.
@@ -224,12 +274,17 @@ fn read_value(reader: &mut Reader<'_>, ty: Ty, path: &str, depth: usize) -> Resu
         Ty::Double => {
             let value = f64::from_bits(reader.fixed64()?);
             let Some(number) = Number::from_f64(value) else {
-                return Err(DecodeError::InvalidNumber { path: path.to_owned(), value: value.to_string() });
+                return Err(DecodeError::InvalidNumber {
+                    path: path.to_owned(),
+                    value: value.to_string(),
+                });
             };
             Value::Number(number)
         }
         Ty::String => Value::String(utf8(reader.len_delimited()?.0, path)?.to_owned()),
-        Ty::Bytes => Value::String(base64::engine::general_purpose::STANDARD.encode(reader.len_delimited()?.0)),
+        Ty::Bytes => Value::String(
+            base64::engine::general_purpose::STANDARD.encode(reader.len_delimited()?.0),
+        ),
         Ty::Msg(idx) => {
             let (bytes, offset) = reader.len_delimited()?;
             render(message(idx), bytes, offset, path, depth + 1)?
@@ -238,7 +293,13 @@ fn read_value(reader: &mut Reader<'_>, ty: Ty, path: &str, depth: usize) -> Resu
 }
 
 /// Renders a message in its JSON form.
-fn render(msg: &'static Msg, bytes: &[u8], base: usize, path: &str, depth: usize) -> Result<Value, DecodeError> {
+fn render(
+    msg: &'static Msg,
+    bytes: &[u8],
+    base: usize,
+    path: &str,
+    depth: usize,
+) -> Result<Value, DecodeError> {
     if msg.special == Special::Object {
         return Ok(Value::Object(decode_object(msg, bytes, base, path, depth)?));
     }
@@ -248,7 +309,11 @@ fn render(msg: &'static Msg, bytes: &[u8], base: usize, path: &str, depth: usize
         slots[i].as_ref()
     };
     let int = |num: u32| slot(num).and_then(Value::as_i64).unwrap_or(0);
-    let non_empty_array = |num: u32| slot(num).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())).cloned();
+    let non_empty_array = |num: u32| {
+        slot(num)
+            .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+            .cloned()
+    };
     Ok(match msg.special {
         Special::Object => Value::Null,
         // Go's Time.Unmarshal turns an empty message into the zero time, which marshals as null; it drops
@@ -264,25 +329,36 @@ fn render(msg: &'static Msg, bytes: &[u8], base: usize, path: &str, depth: usize
             _ => Value::String("0".into()),
         },
         // IntOrString: type 1 is String, anything else Int.
-        Special::IntOrString if int(1) == 1 => slot(3).cloned().unwrap_or_else(|| Value::String(String::new())),
+        Special::IntOrString if int(1) == 1 => slot(3)
+            .cloned()
+            .unwrap_or_else(|| Value::String(String::new())),
         Special::IntOrString => Value::from(int(2)),
         Special::RawJson => match slot(1).and_then(Value::as_str) {
             // Go's RawExtension/FieldsV1/JSON marshal nil raw bytes as null.
             None | Some("") => Value::Null,
             Some(_) => raw_json(msg, bytes, base, path)?,
         },
-        Special::SchemaOrArray => non_empty_array(2).or_else(|| slot(1).cloned()).unwrap_or(Value::Null),
+        Special::SchemaOrArray => non_empty_array(2)
+            .or_else(|| slot(1).cloned())
+            .unwrap_or(Value::Null),
         Special::SchemaOrBool => match slot(2) {
             Some(schema) => schema.clone(),
             None => Value::Bool(slot(1).and_then(Value::as_bool).unwrap_or(false)),
         },
-        Special::SchemaOrStringArray => non_empty_array(2).or_else(|| slot(1).cloned()).unwrap_or(Value::Null),
+        Special::SchemaOrStringArray => non_empty_array(2)
+            .or_else(|| slot(1).cloned())
+            .unwrap_or(Value::Null),
         Special::ItemsArray => slot(1).cloned().unwrap_or_else(|| Value::Array(Vec::new())),
     })
 }
 
 /// Re-reads field 1 as raw bytes (the slot holds it base64-encoded) and parses it as JSON.
-fn raw_json(msg: &'static Msg, bytes: &[u8], base: usize, path: &str) -> Result<Value, DecodeError> {
+fn raw_json(
+    msg: &'static Msg,
+    bytes: &[u8],
+    base: usize,
+    path: &str,
+) -> Result<Value, DecodeError> {
     let mut reader = Reader::new(bytes, base);
     let mut raw: &[u8] = &[];
     while !reader.is_empty() {
@@ -293,8 +369,10 @@ fn raw_json(msg: &'static Msg, bytes: &[u8], base: usize, path: &str) -> Result<
             reader.skip(wire)?;
         }
     }
-    serde_json::from_slice(raw)
-        .map_err(|e| DecodeError::InvalidJson { path: path.to_owned(), reason: format!("{} ({e})", msg.name) })
+    serde_json::from_slice(raw).map_err(|e| DecodeError::InvalidJson {
+        path: path.to_owned(),
+        reason: format!("{} ({e})", msg.name),
+    })
 }
 
 /// Decodes a plain message into a JSON object, dropping zero scalars Go's omitempty would drop.
@@ -330,7 +408,10 @@ fn keep(field: &Field, value: &Value) -> bool {
 
 /// Formats seconds (and, for MicroTime, nanoseconds truncated to microseconds) as Go's RFC 3339 UTC.
 fn rfc3339(seconds: i64, nanos: Option<i64>, path: &str) -> Result<String, DecodeError> {
-    let invalid = || DecodeError::InvalidTime { path: path.to_owned(), seconds };
+    let invalid = || DecodeError::InvalidTime {
+        path: path.to_owned(),
+        seconds,
+    };
     let t = time::OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| invalid())?;
     if !(0..=9999).contains(&t.year()) {
         return Err(invalid());
@@ -413,7 +494,13 @@ mod tests {
     #[test]
     fn times_are_utc_rfc3339() {
         assert_eq!(rfc3339(0, None, "t").unwrap(), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000, Some(123_456_789), "t").unwrap(), "2023-11-14T22:13:20.123456Z");
-        assert!(matches!(rfc3339(i64::MAX, None, "t"), Err(DecodeError::InvalidTime { .. })));
+        assert_eq!(
+            rfc3339(1_700_000_000, Some(123_456_789), "t").unwrap(),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert!(matches!(
+            rfc3339(i64::MAX, None, "t"),
+            Err(DecodeError::InvalidTime { .. })
+        ));
     }
 }

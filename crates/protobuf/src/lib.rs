@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod decode;
+#[rustfmt::skip]
 mod schema;
 mod wire;
 
@@ -57,7 +58,9 @@ pub enum DecodeError {
         offset: usize,
     },
     /// A known field arrived with a wire type that its type cannot have.
-    #[error("malformed protobuf: field {path} (number {number}) is {expected} but arrived as {found}")]
+    #[error(
+        "malformed protobuf: field {path} (number {number}) is {expected} but arrived as {found}"
+    )]
     WrongWireType {
         /// JSON path of the field.
         path: String,
@@ -80,7 +83,9 @@ pub enum DecodeError {
         kind: String,
     },
     /// The envelope says the raw bytes are compressed or not protobuf.
-    #[error("unsupported protobuf envelope: contentEncoding {content_encoding:?}, contentType {content_type:?}")]
+    #[error(
+        "unsupported protobuf envelope: contentEncoding {content_encoding:?}, contentType {content_type:?}"
+    )]
     UnsupportedEncoding {
         /// The envelope's contentEncoding.
         content_encoding: String,
@@ -136,7 +141,9 @@ pub fn has_envelope(body: &[u8]) -> bool {
 /// would have in application/json, including "apiVersion" and "kind".
 pub fn decode(body: &[u8]) -> Result<serde_json::Value, DecodeError> {
     let Some(rest) = body.strip_prefix(MAGIC) else {
-        return Err(DecodeError::BadMagic { found: body.iter().take(4).copied().collect() });
+        return Err(DecodeError::BadMagic {
+            found: body.iter().take(4).copied().collect(),
+        });
     };
     decode::envelope(rest, MAGIC.len())
 }

@@ -154,7 +154,10 @@ impl<'a> Reader<'a> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let Some(&byte) = self.buf.get(self.pos) else {
-                return Err(DecodeError::Truncated { what: "varint", offset: start });
+                return Err(DecodeError::Truncated {
+                    what: "varint",
+                    offset: start,
+                });
             };
             self.pos += 1;
             if i == 9 && byte > 1 {
@@ -177,20 +180,34 @@ impl<'a> Reader<'a> {
             1 => WireType::Fixed64,
             2 => WireType::Len,
             5 => WireType::Fixed32,
-            other => return Err(DecodeError::BadWireType { wire_type: other as u8, offset }),
+            other => {
+                return Err(DecodeError::BadWireType {
+                    wire_type: other as u8,
+                    offset,
+                });
+            }
         };
         let num = key >> 3;
         if num == 0 || num > u64::from(u32::MAX >> 3) {
-            return Err(DecodeError::BadFieldNumber { number: num, offset });
+            return Err(DecodeError::BadFieldNumber {
+                number: num,
+                offset,
+            });
         }
         Ok((num as u32, wire))
     }
 
     fn take(&mut self, len: usize, what: &'static str) -> Result<(&'a [u8], usize), DecodeError> {
         let start = self.offset();
-        let end = self.pos.checked_add(len).filter(|&end| end <= self.buf.len());
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.buf.len());
         let Some(end) = end else {
-            return Err(DecodeError::Truncated { what, offset: start });
+            return Err(DecodeError::Truncated {
+                what,
+                offset: start,
+            });
         };
         let bytes = &self.buf[self.pos..end];
         self.pos = end;

@@ -20,7 +20,10 @@ use serde_json::json;
 /// typeMeta, the raw object bytes and empty contentEncoding/contentType (gogo writes empty strings).
 fn envelope<M: Message>(api_version: &str, kind: &str, object: &M) -> Vec<u8> {
     let unknown = Unknown {
-        type_meta: Some(TypeMeta { api_version: Some(api_version.into()), kind: Some(kind.into()) }),
+        type_meta: Some(TypeMeta {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+        }),
         raw: Some(object.encode_to_vec()),
         content_encoding: Some(String::new()),
         content_type: Some(String::new()),
@@ -35,7 +38,10 @@ fn s(v: &str) -> Option<String> {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// ObjectMeta as gogo marshals a Go ObjectMeta with only name/labels set: every non-pointer field is
@@ -56,11 +62,19 @@ fn object_meta(name: &str, pairs: &[(&str, &str)]) -> meta::ObjectMeta {
 }
 
 fn int_or_string_int(v: i32) -> IntOrString {
-    IntOrString { r#type: Some(0), int_val: Some(v), str_val: s("") }
+    IntOrString {
+        r#type: Some(0),
+        int_val: Some(v),
+        str_val: s(""),
+    }
 }
 
 fn int_or_string_str(v: &str) -> IntOrString {
-    IntOrString { r#type: Some(1), int_val: Some(0), str_val: s(v) }
+    IntOrString {
+        r#type: Some(1),
+        int_val: Some(0),
+        str_val: s(v),
+    }
 }
 
 fn quantity(v: &str) -> Quantity {
@@ -85,7 +99,10 @@ fn deployment_like_kubectl_create_deployment() {
         metadata: Some(object_meta("web", &[("app", "web")])),
         spec: Some(apps::DeploymentSpec {
             replicas: Some(3),
-            selector: Some(meta::LabelSelector { match_labels: labels(&[("app", "web")]), ..Default::default() }),
+            selector: Some(meta::LabelSelector {
+                match_labels: labels(&[("app", "web")]),
+                ..Default::default()
+            }),
             template: Some(core::PodTemplateSpec {
                 metadata: Some(object_meta("", &[("app", "web")])),
                 spec: Some(core::PodSpec {
@@ -101,7 +118,10 @@ fn deployment_like_kubectl_create_deployment() {
                     ..Default::default()
                 }),
             }),
-            strategy: Some(apps::DeploymentStrategy { r#type: s(""), rolling_update: None }),
+            strategy: Some(apps::DeploymentStrategy {
+                r#type: s(""),
+                rolling_update: None,
+            }),
             min_ready_seconds: Some(0),
             paused: Some(false),
             ..Default::default()
@@ -147,7 +167,10 @@ fn deployment_with_zero_replicas_keeps_the_explicit_zero() {
     // Defaults to 1." Dropping it would make the server default it to 1.
     let deployment = apps::Deployment {
         metadata: Some(object_meta("web", &[])),
-        spec: Some(apps::DeploymentSpec { replicas: Some(0), ..Default::default() }),
+        spec: Some(apps::DeploymentSpec {
+            replicas: Some(0),
+            ..Default::default()
+        }),
         status: None,
     };
     let value = decode(&envelope("apps/v1", "Deployment", &deployment)).unwrap();
@@ -167,7 +190,10 @@ fn service_ports_with_int_and_string_target_ports() {
     let service = core::Service {
         metadata: Some(object_meta("web", &[("app", "web")])),
         spec: Some(core::ServiceSpec {
-            ports: vec![port("80-8080", 80, int_or_string_int(8080)), port("https", 443, int_or_string_str("https"))],
+            ports: vec![
+                port("80-8080", 80, int_or_string_int(8080)),
+                port("https", 443, int_or_string_str("https")),
+            ],
             selector: labels(&[("app", "web")]),
             cluster_ip: s(""),
             r#type: s("ClusterIP"),
@@ -178,7 +204,10 @@ fn service_ports_with_int_and_string_target_ports() {
             health_check_node_port: Some(0),
             ..Default::default()
         }),
-        status: Some(core::ServiceStatus { load_balancer: Some(core::LoadBalancerStatus::default()), conditions: vec![] }),
+        status: Some(core::ServiceStatus {
+            load_balancer: Some(core::LoadBalancerStatus::default()),
+            conditions: vec![],
+        }),
     };
     let value = decode(&envelope("v1", "Service", &service)).unwrap();
     assert_eq!(
@@ -206,7 +235,9 @@ fn secret_data_is_base64() {
     // Secret.data is map[string][]byte; Go's JSON encodes []byte as standard base64.
     let secret = core::Secret {
         metadata: Some(object_meta("creds", &[])),
-        data: [("password".to_string(), b"s3cr\xfft".to_vec())].into_iter().collect(),
+        data: [("password".to_string(), b"s3cr\xfft".to_vec())]
+            .into_iter()
+            .collect(),
         string_data: BTreeMap::new(),
         r#type: s("Opaque"),
         immutable: None,
@@ -279,7 +310,10 @@ fn cronjob() {
             schedule: s("*/1 * * * *"),
             job_template: Some(batch::JobTemplateSpec {
                 metadata: Some(object_meta("tick", &[])),
-                spec: Some(batch::JobSpec { template: Some(pod_template("OnFailure")), ..Default::default() }),
+                spec: Some(batch::JobSpec {
+                    template: Some(pod_template("OnFailure")),
+                    ..Default::default()
+                }),
             }),
             ..Default::default()
         }),
@@ -287,11 +321,17 @@ fn cronjob() {
     };
     let value = decode(&envelope("batch/v1", "CronJob", &cronjob)).unwrap();
     assert_eq!(value["spec"]["schedule"], "*/1 * * * *");
-    assert_eq!(value["spec"]["jobTemplate"]["metadata"], json!({"name": "tick", "creationTimestamp": null}));
+    assert_eq!(
+        value["spec"]["jobTemplate"]["metadata"],
+        json!({"name": "tick", "creationTimestamp": null})
+    );
     assert_eq!(value["status"], json!({}));
     let typed: k8s_openapi::api::batch::v1::CronJob = serde_json::from_value(value).unwrap();
     let template = typed.spec.unwrap().job_template.spec.unwrap().template;
-    assert_eq!(template.spec.unwrap().restart_policy.as_deref(), Some("OnFailure"));
+    assert_eq!(
+        template.spec.unwrap().restart_policy.as_deref(),
+        Some("OnFailure")
+    );
 }
 
 #[test]
@@ -299,7 +339,10 @@ fn namespace() {
     let ns = core::Namespace {
         metadata: Some(object_meta("team-a", &[])),
         spec: Some(core::NamespaceSpec::default()),
-        status: Some(core::NamespaceStatus { phase: s(""), conditions: vec![] }),
+        status: Some(core::NamespaceStatus {
+            phase: s(""),
+            conditions: vec![],
+        }),
     };
     let value = decode(&envelope("v1", "Namespace", &ns)).unwrap();
     assert_eq!(
@@ -324,7 +367,10 @@ fn pod_with_resources_probes_and_security_context() {
         metadata: Some(meta::ObjectMeta {
             name: s("web"),
             namespace: s("default"),
-            creation_timestamp: Some(meta::Time { seconds: Some(1_700_000_000), nanos: Some(0) }),
+            creation_timestamp: Some(meta::Time {
+                seconds: Some(1_700_000_000),
+                nanos: Some(0),
+            }),
             deletion_grace_period_seconds: Some(30),
             ..Default::default()
         }),
@@ -339,7 +385,11 @@ fn pod_with_resources_probes_and_security_context() {
                     ..Default::default()
                 }],
                 resources: Some(core::ResourceRequirements {
-                    limits: [("cpu".into(), quantity("500m")), ("memory".into(), quantity("128Mi"))].into(),
+                    limits: [
+                        ("cpu".into(), quantity("500m")),
+                        ("memory".into(), quantity("128Mi")),
+                    ]
+                    .into(),
                     requests: [("cpu".into(), quantity("250m"))].into(),
                     claims: vec![],
                 }),
@@ -354,7 +404,9 @@ fn pod_with_resources_probes_and_security_context() {
                     ..Default::default()
                 })),
                 readiness_probe: Some(probe_handler(core::ProbeHandler {
-                    exec: Some(core::ExecAction { command: vec!["cat".into(), "/ready".into()] }),
+                    exec: Some(core::ExecAction {
+                        command: vec!["cat".into(), "/ready".into()],
+                    }),
                     ..Default::default()
                 })),
                 security_context: Some(core::SecurityContext {
@@ -371,25 +423,45 @@ fn pod_with_resources_probes_and_security_context() {
         status: None,
     };
     let value = decode(&envelope("v1", "Pod", &pod)).unwrap();
-    assert_eq!(value["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        value["metadata"]["creationTimestamp"],
+        "2023-11-14T22:13:20Z"
+    );
     assert_eq!(value["metadata"]["deletionGracePeriodSeconds"], 30);
     let container = &value["spec"]["containers"][0];
-    assert_eq!(container["resources"], json!({"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "250m"}}));
+    assert_eq!(
+        container["resources"],
+        json!({"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "250m"}})
+    );
     // Probe embeds ProbeHandler (`json:",inline"`): httpGet/exec sit next to initialDelaySeconds.
     assert_eq!(
         container["livenessProbe"],
         json!({"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "initialDelaySeconds": 5, "periodSeconds": 10})
     );
-    assert_eq!(container["readinessProbe"]["exec"], json!({"command": ["cat", "/ready"]}));
+    assert_eq!(
+        container["readinessProbe"]["exec"],
+        json!({"command": ["cat", "/ready"]})
+    );
     // containerPort is required (no omitempty); hostPort 0 is omitted.
-    assert_eq!(container["ports"], json!([{"containerPort": 80, "protocol": "TCP"}]));
+    assert_eq!(
+        container["ports"],
+        json!([{"containerPort": 80, "protocol": "TCP"}])
+    );
     // Pointer fields whose zero means something: root user, no service links, immediate kill.
-    assert_eq!(container["securityContext"], json!({"runAsUser": 0, "allowPrivilegeEscalation": false}));
+    assert_eq!(
+        container["securityContext"],
+        json!({"runAsUser": 0, "allowPrivilegeEscalation": false})
+    );
     assert_eq!(value["spec"]["enableServiceLinks"], false);
     assert_eq!(value["spec"]["terminationGracePeriodSeconds"], 0);
     let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(value).unwrap();
     let spec = typed.spec.unwrap();
-    let limits = spec.containers[0].resources.clone().unwrap().limits.unwrap();
+    let limits = spec.containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .limits
+        .unwrap();
     assert_eq!(limits["memory"].0, "128Mi");
 }
 
@@ -401,7 +473,10 @@ fn lease_micro_time() {
         spec: Some(coordination::LeaseSpec {
             holder_identity: s("node-a"),
             lease_duration_seconds: Some(40),
-            renew_time: Some(meta::MicroTime { seconds: Some(1_700_000_000), nanos: Some(123_456_789) }),
+            renew_time: Some(meta::MicroTime {
+                seconds: Some(1_700_000_000),
+                nanos: Some(123_456_789),
+            }),
             ..Default::default()
         }),
     };
@@ -414,7 +489,9 @@ fn lease_micro_time() {
 fn controller_revision_raw_extension_is_embedded_json() {
     let revision = apps::ControllerRevision {
         metadata: Some(object_meta("rev", &[])),
-        data: Some(RawExtension { raw: Some(br#"{"spec":{"x":1}}"#.to_vec()) }),
+        data: Some(RawExtension {
+            raw: Some(br#"{"spec":{"x":1}}"#.to_vec()),
+        }),
         revision: Some(2),
     };
     let value = decode(&envelope("apps/v1", "ControllerRevision", &revision)).unwrap();
@@ -424,31 +501,55 @@ fn controller_revision_raw_extension_is_embedded_json() {
 
 #[test]
 fn crd_schema_special_forms() {
-    let props = |ty: &str| apiext::JsonSchemaProps { r#type: s(ty), ..Default::default() };
+    let props = |ty: &str| apiext::JsonSchemaProps {
+        r#type: s(ty),
+        ..Default::default()
+    };
     let mut spec_props = props("object");
-    spec_props.properties.insert("size".into(), props("integer"));
-    spec_props.additional_properties = Some(Box::new(apiext::JsonSchemaPropsOrBool { allows: Some(false), schema: None }));
+    spec_props
+        .properties
+        .insert("size".into(), props("integer"));
+    spec_props.additional_properties = Some(Box::new(apiext::JsonSchemaPropsOrBool {
+        allows: Some(false),
+        schema: None,
+    }));
     spec_props.x_kubernetes_preserve_unknown_fields = Some(true);
-    spec_props.default = Some(apiext::Json { raw: Some(br#"{"size":1}"#.to_vec()) });
-    spec_props.items = Some(Box::new(apiext::JsonSchemaPropsOrArray { schema: Some(Box::new(props("string"))), j_son_schemas: vec![] }));
+    spec_props.default = Some(apiext::Json {
+        raw: Some(br#"{"size":1}"#.to_vec()),
+    });
+    spec_props.items = Some(Box::new(apiext::JsonSchemaPropsOrArray {
+        schema: Some(Box::new(props("string"))),
+        j_son_schemas: vec![],
+    }));
     let crd = apiext::CustomResourceDefinition {
         metadata: Some(object_meta("widgets.example.com", &[])),
         spec: Some(apiext::CustomResourceDefinitionSpec {
             group: s("example.com"),
-            names: Some(apiext::CustomResourceDefinitionNames { plural: s("widgets"), kind: s("Widget"), ..Default::default() }),
+            names: Some(apiext::CustomResourceDefinitionNames {
+                plural: s("widgets"),
+                kind: s("Widget"),
+                ..Default::default()
+            }),
             scope: s("Namespaced"),
             versions: vec![apiext::CustomResourceDefinitionVersion {
                 name: s("v1"),
                 served: Some(true),
                 storage: Some(true),
-                schema: Some(apiext::CustomResourceValidation { open_apiv3_schema: Some(spec_props) }),
+                schema: Some(apiext::CustomResourceValidation {
+                    open_apiv3_schema: Some(spec_props),
+                }),
                 ..Default::default()
             }],
             ..Default::default()
         }),
         status: None,
     };
-    let value = decode(&envelope("apiextensions.k8s.io/v1", "CustomResourceDefinition", &crd)).unwrap();
+    let value = decode(&envelope(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        &crd,
+    ))
+    .unwrap();
     let schema = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     assert_eq!(
         schema,
@@ -468,37 +569,80 @@ fn crd_schema_special_forms() {
 #[test]
 fn bad_magic_is_reported() {
     assert!(!has_envelope(b"{\"kind\":\"Pod\"}"));
-    assert_eq!(decode(b"{\"ki").unwrap_err(), DecodeError::BadMagic { found: b"{\"ki".to_vec() });
-    assert_eq!(decode(b"k8s").unwrap_err(), DecodeError::BadMagic { found: b"k8s".to_vec() });
+    assert_eq!(
+        decode(b"{\"ki").unwrap_err(),
+        DecodeError::BadMagic {
+            found: b"{\"ki".to_vec()
+        }
+    );
+    assert_eq!(
+        decode(b"k8s").unwrap_err(),
+        DecodeError::BadMagic {
+            found: b"k8s".to_vec()
+        }
+    );
 }
 
 #[test]
 fn truncated_varint_is_reported_with_its_offset() {
     // Key of field 1 (typeMeta), then a length varint whose continuation bit promises more bytes.
     let err = decode(b"k8s\0\x0a\x80").unwrap_err();
-    assert_eq!(err, DecodeError::Truncated { what: "varint", offset: 5 });
+    assert_eq!(
+        err,
+        DecodeError::Truncated {
+            what: "varint",
+            offset: 5
+        }
+    );
     assert!(err.to_string().contains("byte 5"), "{err}");
 }
 
 #[test]
 fn truncated_object_is_reported() {
-    let mut body = envelope("v1", "Namespace", &core::Namespace { metadata: Some(object_meta("x", &[])), ..Default::default() });
+    let mut body = envelope(
+        "v1",
+        "Namespace",
+        &core::Namespace {
+            metadata: Some(object_meta("x", &[])),
+            ..Default::default()
+        },
+    );
     body.truncate(body.len() - 3);
-    assert!(matches!(decode(&body).unwrap_err(), DecodeError::Truncated { .. }));
+    assert!(matches!(
+        decode(&body).unwrap_err(),
+        DecodeError::Truncated { .. }
+    ));
 }
 
 #[test]
 fn unknown_kind_is_reported() {
-    let err = decode(&envelope("example.com/v1", "Widget", &core::Namespace::default())).unwrap_err();
-    assert_eq!(err, DecodeError::UnknownKind { api_version: "example.com/v1".into(), kind: "Widget".into() });
-    assert_eq!(err.to_string(), r#"no protobuf schema for apiVersion "example.com/v1" kind "Widget""#);
+    let err = decode(&envelope(
+        "example.com/v1",
+        "Widget",
+        &core::Namespace::default(),
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::UnknownKind {
+            api_version: "example.com/v1".into(),
+            kind: "Widget".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        r#"no protobuf schema for apiVersion "example.com/v1" kind "Widget""#
+    );
 }
 
 #[test]
 fn wrong_wire_type_names_the_field() {
     // Namespace field 1 (metadata) sent as a varint instead of a message.
     let unknown = Unknown {
-        type_meta: Some(TypeMeta { api_version: s("v1"), kind: s("Namespace") }),
+        type_meta: Some(TypeMeta {
+            api_version: s("v1"),
+            kind: s("Namespace"),
+        }),
         raw: Some(vec![0x08, 0x01]),
         content_encoding: None,
         content_type: None,
@@ -506,20 +650,29 @@ fn wrong_wire_type_names_the_field() {
     let mut body = b"k8s\0".to_vec();
     unknown.encode(&mut body).unwrap();
     let err = decode(&body).unwrap_err();
-    assert!(matches!(&err, DecodeError::WrongWireType { path, number: 1, .. } if path == "metadata"), "{err}");
+    assert!(
+        matches!(&err, DecodeError::WrongWireType { path, number: 1, .. } if path == "metadata"),
+        "{err}"
+    );
 }
 
 #[test]
 fn compressed_envelope_is_refused() {
     let unknown = Unknown {
-        type_meta: Some(TypeMeta { api_version: s("v1"), kind: s("Namespace") }),
+        type_meta: Some(TypeMeta {
+            api_version: s("v1"),
+            kind: s("Namespace"),
+        }),
         raw: Some(vec![]),
         content_encoding: s("gzip"),
         content_type: None,
     };
     let mut body = b"k8s\0".to_vec();
     unknown.encode(&mut body).unwrap();
-    assert!(matches!(decode(&body).unwrap_err(), DecodeError::UnsupportedEncoding { .. }));
+    assert!(matches!(
+        decode(&body).unwrap_err(),
+        DecodeError::UnsupportedEncoding { .. }
+    ));
 }
 
 #[test]
@@ -544,7 +697,10 @@ fn supported_kinds_cover_the_required_groups() {
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
         ("authentication.k8s.io/v1", "TokenRequest"),
     ] {
-        assert!(k8s_protobuf::supports(api_version, kind), "{api_version} {kind}");
+        assert!(
+            k8s_protobuf::supports(api_version, kind),
+            "{api_version} {kind}"
+        );
     }
 }
 
