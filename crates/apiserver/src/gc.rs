@@ -254,6 +254,30 @@ async fn terminate_namespace(state: &Arc<State>, ns: &str) -> Result<(), ApiErro
     Ok(())
 }
 
+/// Deletes every custom resource of a deleted CRD, as Kubernetes' CRD finalizer does, so
+/// that re-creating the CRD does not bring old objects back.
+pub async fn purge_custom_resources(state: &State, crd: &Value) -> Result<(), ApiError> {
+    let (Some(group), Some(plural)) = (
+        crd["spec"]["group"].as_str(),
+        crd["spec"]["names"]["plural"].as_str(),
+    ) else {
+        return Ok(());
+    };
+    let prefix = format!("/{group}/{plural}/");
+    let page = state
+        .store
+        .list(&prefix, None, None, 0)
+        .await
+        .map_err(store_error)?;
+    for kv in page.items {
+        match state.store.delete(&kv.key, None).await {
+            Ok(_) | Err(store::StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Called after an object was marked for deletion (it had finalizers, or the policy added one).
 pub fn after_mark(state: Arc<State>, t: Target, obj: Value) {
     tokio::spawn(async move {

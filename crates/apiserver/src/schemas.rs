@@ -85,20 +85,30 @@ fn build(group: &str, version: &str) -> GroupVersionSchemas {
     }
 }
 
-fn wrap_refs(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if m.len() > 1
-                && let Some(r) = m.remove("$ref")
-            {
-                m.insert("allOf".into(), json!([{"$ref": r}]));
-            }
-            for (_, child) in m.iter_mut() {
-                wrap_refs(child);
-            }
+/// Wraps `$ref`s that have sibling keys in `allOf`, walking only schema positions (a
+/// `properties` map may have a property literally named `$ref`).
+fn wrap_refs(schema: &mut Value) {
+    let Value::Object(m) = schema else { return };
+    if m.len() > 1 {
+        if let Some(r) = m.remove("$ref") {
+            m.insert("allOf".into(), json!([{"$ref": r}]));
         }
-        Value::Array(a) => a.iter_mut().for_each(wrap_refs),
-        _ => {}
+    }
+    for (key, child) in m.iter_mut() {
+        match key.as_str() {
+            "properties" | "patternProperties" | "definitions" => {
+                if let Value::Object(props) = child {
+                    props.values_mut().for_each(wrap_refs);
+                }
+            }
+            "items" | "additionalProperties" | "not" => wrap_refs(child),
+            "allOf" | "anyOf" | "oneOf" => {
+                if let Value::Array(a) = child {
+                    a.iter_mut().for_each(wrap_refs);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -141,5 +151,14 @@ mod tests {
                 .contains("Number of desired pods")
         );
         assert!(s.definitions.contains_key("io.k8s.api.core.v1.PodSpec"));
+    }
+
+    #[test]
+    fn a_property_named_ref_is_left_alone() {
+        let s = builtin("apiextensions.k8s.io", "v1").unwrap();
+        let props = &s.definitions["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"]
+            ["properties"];
+        assert_eq!(props["$ref"]["type"], "string");
+        assert!(props.get("allOf").is_some_and(|a| a["type"] == "array"));
     }
 }

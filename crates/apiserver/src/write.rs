@@ -1107,6 +1107,7 @@ pub async fn delete(
                     json!(kv.mod_revision.to_string()),
                 );
                 if info.group == "apiextensions.k8s.io" {
+                    crate::gc::purge_custom_resources(state, &o).await?;
                     state.reload_crds().await?;
                 }
                 crate::gc::after_delete(state.clone(), t.clone(), o.clone(), policy == "Orphan");

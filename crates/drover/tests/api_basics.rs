@@ -126,3 +126,55 @@ fn errors_are_kubernetes_statuses() {
         "nothing may be written for a rejected object"
     );
 }
+
+#[test]
+fn custom_resources_are_served_once_their_crd_exists() {
+    let s = Server::start();
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer}\n    additionalPrinterColumns:\n    - {name: Size, type: integer, jsonPath: .spec.size}\n";
+    s.kubectl_stdin(&["apply", "-f", "-"], crd);
+    let widget = |size: u32| {
+        format!(
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: w1}}\nspec: {{size: {size}}}\n"
+        )
+    };
+    assert!(
+        s.kubectl_stdin(&["apply", "-f", "-"], &widget(3))
+            .contains("widget.example.com/w1 created")
+    );
+    assert!(
+        s.kubectl_stdin(&["apply", "-f", "-"], &widget(5))
+            .contains("widget.example.com/w1 configured")
+    );
+    let table = s.kubectl(&["get", "wd"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("SIZE"), "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()[..2]
+            == ["w1", "5"],
+        "{table}"
+    );
+    let explain = s.kubectl(&["explain", "widget.spec"]);
+    assert!(
+        explain.contains("size") && explain.contains("<integer>"),
+        "{explain}"
+    );
+    // Deleting the CRD deletes its objects: a re-created CRD starts empty.
+    s.kubectl(&["delete", "crd", "widgets.example.com"]);
+    s.kubectl_stdin(&["apply", "-f", "-"], crd);
+    let out = s.kubectl_output(&["get", "widgets.example.com", "w1"]);
+    assert!(!out.status.success(), "w1 must be gone with its CRD");
+}
+
+#[test]
+fn explain_describes_builtin_fields() {
+    let s = Server::start();
+    let out = s.kubectl(&["explain", "deployment.spec.replicas"]);
+    assert!(out.contains("Number of desired pods"), "{out}");
+    let out = s.kubectl(&["explain", "pod.spec.containers.image"]);
+    assert!(out.contains("<string>"), "{out}");
+}
