@@ -89,10 +89,10 @@ fn build(group: &str, version: &str) -> GroupVersionSchemas {
 /// `properties` map may have a property literally named `$ref`).
 fn wrap_refs(schema: &mut Value) {
     let Value::Object(m) = schema else { return };
-    if m.len() > 1 {
-        if let Some(r) = m.remove("$ref") {
-            m.insert("allOf".into(), json!([{"$ref": r}]));
-        }
+    if m.len() > 1
+        && let Some(r) = m.remove("$ref")
+    {
+        m.insert("allOf".into(), json!([{"$ref": r}]));
     }
     for (key, child) in m.iter_mut() {
         match key.as_str() {
