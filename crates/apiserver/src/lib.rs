@@ -349,6 +349,12 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, bytes::Bytes), Api
     Ok((ct, bytes))
 }
 
+/// Reads and parses a body that must hold an object.
+async fn read_object(req: Request<Incoming>) -> Result<Value, ApiError> {
+    let (ct, bytes) = read_body(req).await?;
+    parse_body(&ct, &bytes)
+}
+
 /// Parses a body by its content type: JSON, YAML or Kubernetes protobuf.
 fn parse_body(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     let base = ct
@@ -526,15 +532,13 @@ async fn serve_resource(
         ))),
         (Method::POST, None, None) => {
             let opts = write_opts(&q, &agent, "unknown")?;
-            let (ct, bytes) = read_body(req).await?;
-            let body = parse_body(&ct, &bytes)?;
+            let body = read_object(req).await?;
             let w = write::create(&state, &t, body, &opts).await?;
             Ok(with_warnings(http::json(201, &w.object), &w.warnings))
         }
         (Method::POST, Some(n), Some("binding")) => {
             let opts = write_opts(&q, &agent, "unknown")?;
-            let (ct, bytes) = read_body(req).await?;
-            let body = parse_body(&ct, &bytes)?;
+            let body = read_object(req).await?;
             let s = write::bind(&state, &t, n, &body, &opts).await?;
             Ok(http::json(201, &s))
         }
@@ -547,22 +551,19 @@ async fn serve_resource(
         }
         (Method::PUT, Some(n), None | Some("status")) => {
             let opts = write_opts(&q, &agent, "unknown")?;
-            let (ct, bytes) = read_body(req).await?;
-            let body = parse_body(&ct, &bytes)?;
+            let body = read_object(req).await?;
             let w = write::update(&state, &t, n, body, &opts, sub.as_deref()).await?;
             Ok(with_warnings(http::json(200, &w.object), &w.warnings))
         }
         (Method::PUT, Some(n), Some("scale")) => {
             let opts = write_opts(&q, &agent, "unknown")?;
-            let (ct, bytes) = read_body(req).await?;
-            let body = parse_body(&ct, &bytes)?;
+            let body = read_object(req).await?;
             let scale = write::update_scale(&state, &t, n, &opts, |_| Ok(body.clone())).await?;
             Ok(http::json(200, &scale))
         }
         (Method::PUT, Some(n), Some("finalize")) => {
             let opts = write_opts(&q, &agent, "unknown")?;
-            let (ct, bytes) = read_body(req).await?;
-            let body = parse_body(&ct, &bytes)?;
+            let body = read_object(req).await?;
             let spec = body.get("spec").cloned();
             let w = write::update_with(&state, &t, n, &opts, Some("finalize"), |cur| {
                 let mut o = cur.clone();

@@ -203,9 +203,6 @@ fn init_new(info: &ResourceInfo, obj: &mut Value) {
         ("", "Namespace") => {
             obj["status"] = json!({"phase": "Active"});
         }
-        ("", "Pod") if obj["status"].get("phase").is_none() => {
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
-        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             let t = now();
             let storage: Vec<Value> = obj["spec"]["versions"]
@@ -227,39 +224,6 @@ fn init_new(info: &ResourceInfo, obj: &mut Value) {
             });
         }
         _ => {}
-    }
-}
-
-/// Kubernetes' QoS class from the containers' requests and limits.
-fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = pod["spec"]["containers"]
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in containers {
-        let req = &c["resources"]["requests"];
-        let lim = &c["resources"]["limits"];
-        if req.as_object().is_some_and(|m| !m.is_empty())
-            || lim.as_object().is_some_and(|m| !m.is_empty())
-        {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.get(r);
-            let q = req.get(r).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
     }
 }
 
@@ -522,14 +486,19 @@ fn prepare_update(
         let g = om["generation"].as_i64().unwrap_or(0) + 1;
         meta::set(&mut new, "generation", json!(g));
     }
-    patch::record_update(
-        Some(old),
-        &mut new,
-        manager,
-        sub,
-        &info.api_version(),
-        &now(),
-    );
+    // An empty manager means the change is a server-side apply, whose managedFields are
+    // already computed: recording it again as an Update would take the applied fields
+    // away from the applier's Apply entry.
+    if !manager.is_empty() {
+        patch::record_update(
+            Some(old),
+            &mut new,
+            manager,
+            sub,
+            &info.api_version(),
+            &now(),
+        );
+    }
     new
 }
 
@@ -852,7 +821,8 @@ async fn apply(
         }
         Err(e) => Err(e),
         Ok(_) => {
-            let opts2 = opts.clone();
+            let mut opts2 = opts.clone();
+            opts2.field_manager = String::new();
             update_with(state, t, name, &opts2, sub, |current| {
                 let req = patch::ApplyRequest {
                     live: Some(current),
