@@ -482,6 +482,17 @@ fn prepare_update(
         };
     }
     m.remove("selfLink");
+    // As Kubernetes' service registry does: an update that leaves the allocated cluster IPs
+    // out keeps them.
+    if info.group.is_empty() && info.kind == "Service" && new["spec"].is_object() {
+        for f in ["clusterIP", "clusterIPs"] {
+            if new["spec"].get(f).is_none_or(Value::is_null) {
+                if let Some(v) = old["spec"].get(f) {
+                    new["spec"][f] = v.clone();
+                }
+            }
+        }
+    }
     if spec_part(old) != spec_part(&new) {
         let g = om["generation"].as_i64().unwrap_or(0) + 1;
         meta::set(&mut new, "generation", json!(g));
