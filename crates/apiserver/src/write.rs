@@ -486,10 +486,10 @@ fn prepare_update(
     // out keeps them.
     if info.group.is_empty() && info.kind == "Service" && new["spec"].is_object() {
         for f in ["clusterIP", "clusterIPs"] {
-            if new["spec"].get(f).is_none_or(Value::is_null) {
-                if let Some(v) = old["spec"].get(f) {
-                    new["spec"][f] = v.clone();
-                }
+            if new["spec"].get(f).is_none_or(Value::is_null)
+                && let Some(v) = old["spec"].get(f)
+            {
+                new["spec"][f] = v.clone();
             }
         }
     }
