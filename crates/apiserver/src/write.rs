@@ -117,7 +117,9 @@ fn invalid(info: &ResourceInfo, name: &str, errors: &[admission::FieldError]) ->
         .iter()
         .map(|e| api::status::Cause {
             reason: e.reason().to_string(),
-            message: e.message(),
+            // StatusCause.message is the error without its field path (kubectl prints
+            // "field: message").
+            message: e.body(),
             field: e.field.clone(),
         })
         .collect();
@@ -373,10 +375,11 @@ pub async fn create(
                 e
             }
         })?;
+    // System metadata first: some defaults (a Job's selector) derive from the uid.
+    init_new(info, &mut obj);
     if !info.custom {
         admission::apply_defaults(&info.group, &info.kind, &mut obj);
     }
-    init_new(info, &mut obj);
     patch::record_update(
         None,
         &mut obj,
@@ -604,7 +607,10 @@ where
         if !info.custom && sub.is_none() {
             admission::apply_defaults(&info.group, &info.kind, &mut new);
         }
-        validate(info, &new, Some(&current))?;
+        // Binding only sets spec.nodeName, which pod-update validation would refuse.
+        if sub != Some("binding") {
+            validate(info, &new, Some(&current))?;
+        }
         // Removing a finalizer is always allowed; adding one to an object being deleted is not.
         match commit_update(state, t, name, new, rev, opts).await {
             Ok(object) => {
@@ -739,8 +745,12 @@ fn apply_patch(
         }
         PatchKind::Apply => unreachable!("apply is handled by apply()"),
     };
+    // Kubernetes: a body that does not decode as a JSON patch is 400; an operation that
+    // cannot be applied is 422.
     r.map_err(|e| match kind {
-        PatchKind::Json => ApiError::new(422, "Invalid", e.to_string()),
+        PatchKind::Json if !matches!(e, patch::PatchError::InvalidJsonPatch(_)) => {
+            ApiError::new(422, "Invalid", e.to_string())
+        }
         _ => ApiError::bad_request(e.to_string()),
     })
 }

@@ -178,3 +178,40 @@ fn explain_describes_builtin_fields() {
     let out = s.kubectl(&["explain", "pod.spec.containers.image"]);
     assert!(out.contains("<string>"), "{out}");
 }
+
+#[test]
+fn binding_assigns_a_pod_once_and_jobs_get_their_selector() {
+    let s = Server::start();
+    s.kubectl(&["run", "p1", "--image=busybox"]);
+    let bind = |node: &str| {
+        std::process::Command::new("curl")
+            .args(["-sk", "-X", "POST", "-H", &format!("Authorization: Bearer {}", s.token()), "-H", "Content-Type: application/json"])
+            .arg(format!("{}/api/v1/namespaces/default/pods/p1/binding", s.url))
+            .arg("-d")
+            .arg(format!(r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"p1"}},"target":{{"kind":"Node","name":"{node}"}}}}"#))
+            .output()
+            .unwrap()
+    };
+    let first: serde_json::Value = serde_json::from_slice(&bind("n1").stdout).unwrap();
+    assert_eq!(first["status"], "Success", "{first}");
+    let second: serde_json::Value = serde_json::from_slice(&bind("n2").stdout).unwrap();
+    assert_eq!(
+        (second["code"].as_i64(), second["reason"].as_str()),
+        (Some(409), Some("Conflict")),
+        "{second}"
+    );
+    assert_eq!(
+        s.kubectl(&["get", "pod", "p1", "-o", "jsonpath={.spec.nodeName}"]),
+        "n1"
+    );
+    s.kubectl(&["create", "job", "j1", "--image=busybox", "--", "echo", "hi"]);
+    let uid = s.kubectl(&["get", "job", "j1", "-o", "jsonpath={.metadata.uid}"]);
+    let sel = s.kubectl(&[
+        "get",
+        "job",
+        "j1",
+        "-o",
+        "jsonpath={.spec.selector.matchLabels.batch\\.kubernetes\\.io/controller-uid}",
+    ]);
+    assert_eq!(sel, uid);
+}
