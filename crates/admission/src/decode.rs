@@ -83,6 +83,14 @@ pub fn normalize(
         Some(decode) => decode(&ctx, stripped)?,
         None => generic(&ctx, group, version, kind, stripped)?,
     };
+    let mut object = object;
+    if let (Value::Object(out), Value::Object(inp)) = (&mut object, obj) {
+        for (k, v) in out.iter_mut() {
+            if k != "metadata" {
+                strip_invented(inp.get(k), v);
+            }
+        }
+    }
     let mut unknown_fields = Vec::new();
     diff_unknown(obj, &object, "", &mut unknown_fields);
     Ok(Normalized {
@@ -224,6 +232,35 @@ fn generic(
     Ok(Value::Object(out))
 }
 
+/// k8s-openapi fills required fields the input lacked with empty defaults (`selector: {}`), where Go keeps a
+/// nil pointer. Drops such invented empty objects and arrays so "missing" stays distinguishable from "empty"
+/// for validation (e.g. `spec.selector: Required value`).
+fn strip_invented(input: Option<&Value>, output: &mut Value) {
+    let Value::Object(o) = output else {
+        if let (Some(Value::Array(i)), Value::Array(o)) = (input, output) {
+            for (iv, ov) in i.iter().zip(o.iter_mut()) {
+                strip_invented(Some(iv), ov);
+            }
+        }
+        return;
+    };
+    let given = input.and_then(Value::as_object);
+    o.retain(|k, v| {
+        given.and_then(|i| i.get(k)).is_some_and(|x| !x.is_null()) || !is_empty_container(v)
+    });
+    for (k, v) in o.iter_mut() {
+        strip_invented(given.and_then(|i| i.get(k)), v);
+    }
+}
+
+fn is_empty_container(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
 /// Collects every non-null input field that the normalized output lost. Arrays are compared element by
 /// element, so paths carry indexes (`spec.containers[0].foo`), as Kubernetes' strict decoder reports them.
 pub(crate) fn diff_unknown(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
@@ -360,5 +397,18 @@ mod tests {
         assert!(
             matches!(normalize("", "v1", "Secret", &bad), Err(DecodeError::Type { path, .. }) if path == "data.k")
         );
+    }
+
+    #[test]
+    fn required_fields_the_input_lacks_are_not_invented_as_empty_objects() {
+        // Go keeps a nil *LabelSelector, so validation can say `spec.selector: Required value`.
+        let mut d = deployment();
+        d["spec"].as_object_mut().unwrap().remove("selector");
+        let n = normalize("apps", "v1", "Deployment", &d).unwrap();
+        assert!(n.object["spec"].get("selector").is_none());
+        // An explicitly empty selector is kept (validation reports it as empty, not missing).
+        d["spec"]["selector"] = json!({});
+        let n = normalize("apps", "v1", "Deployment", &d).unwrap();
+        assert_eq!(n.object["spec"]["selector"], json!({}));
     }
 }

@@ -164,10 +164,9 @@ fn container(c: &mut Map<String, Value>, host_network_pod: bool) {
             && port
                 .get("hostPort")
                 .is_none_or(|v| v.is_null() || v == &json!(0))
+            && let Some(cp) = port.get("containerPort").cloned()
         {
-            if let Some(cp) = port.get("containerPort").cloned() {
-                port.insert("hostPort".to_string(), cp);
-            }
+            port.insert("hostPort".to_string(), cp);
         }
     }
     for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -395,15 +394,15 @@ fn replication_controller(root: &mut Map<String, Value>) {
         .cloned();
     if let Some(labels) = template_labels {
         // SetDefaults_ReplicationController: selector and the RC's own labels default to the template's labels.
-        if let Some(spec) = ensure_obj(root, "spec") {
-            if is_empty_or_missing(spec.get("selector")) {
-                spec.insert("selector".to_string(), labels.clone());
-            }
+        if let Some(spec) = ensure_obj(root, "spec")
+            && is_empty_or_missing(spec.get("selector"))
+        {
+            spec.insert("selector".to_string(), labels.clone());
         }
-        if let Some(meta) = ensure_obj(root, "metadata") {
-            if is_empty_or_missing(meta.get("labels")) {
-                meta.insert("labels".to_string(), labels);
-            }
+        if let Some(meta) = ensure_obj(root, "metadata")
+            && is_empty_or_missing(meta.get("labels"))
+        {
+            meta.insert("labels".to_string(), labels);
         }
     }
     if let Some(spec) = ensure_obj(root, "spec") {
@@ -421,11 +420,11 @@ fn deployment(root: &mut Map<String, Value>) {
         if is_empty_or_missing(strategy.get("type")) {
             strategy.insert("type".to_string(), json!("RollingUpdate"));
         }
-        if strategy.get("type") == Some(&json!("RollingUpdate")) {
-            if let Some(ru) = ensure_obj(strategy, "rollingUpdate") {
-                set_default(ru, "maxUnavailable", json!("25%"));
-                set_default(ru, "maxSurge", json!("25%"));
-            }
+        if strategy.get("type") == Some(&json!("RollingUpdate"))
+            && let Some(ru) = ensure_obj(strategy, "rollingUpdate")
+        {
+            set_default(ru, "maxUnavailable", json!("25%"));
+            set_default(ru, "maxSurge", json!("25%"));
         }
     }
     set_default(spec, "revisionHistoryLimit", json!(10));
@@ -448,11 +447,11 @@ fn daemon_set(root: &mut Map<String, Value>) {
         if is_empty_or_missing(us.get("type")) {
             us.insert("type".to_string(), json!("RollingUpdate"));
         }
-        if us.get("type") == Some(&json!("RollingUpdate")) {
-            if let Some(ru) = ensure_obj(us, "rollingUpdate") {
-                set_default(ru, "maxUnavailable", json!(1));
-                set_default(ru, "maxSurge", json!(0));
-            }
+        if us.get("type") == Some(&json!("RollingUpdate"))
+            && let Some(ru) = ensure_obj(us, "rollingUpdate")
+        {
+            set_default(ru, "maxUnavailable", json!(1));
+            set_default(ru, "maxSurge", json!(0));
         }
     }
     set_default(spec, "revisionHistoryLimit", json!(10));
@@ -471,10 +470,10 @@ fn stateful_set(root: &mut Map<String, Value>) {
             us.insert("type".to_string(), json!("RollingUpdate"));
             set_default(us, "rollingUpdate", json!({}));
         }
-        if us.get("type") == Some(&json!("RollingUpdate")) {
-            if let Some(ru) = obj_mut(us, "rollingUpdate") {
-                set_default(ru, "partition", json!(0));
-            }
+        if us.get("type") == Some(&json!("RollingUpdate"))
+            && let Some(ru) = obj_mut(us, "rollingUpdate")
+        {
+            set_default(ru, "partition", json!(0));
         }
     }
     if let Some(policy) = ensure_obj(spec, "persistentVolumeClaimRetentionPolicy") {
@@ -542,10 +541,10 @@ fn job(root: &mut Map<String, Value>) {
         .and_then(|m| m.get("labels"))
         .filter(|l| l.is_object())
         .cloned();
-    if let (Some(labels), Some(meta)) = (template_labels, ensure_obj(root, "metadata")) {
-        if is_empty_or_missing(meta.get("labels")) {
-            meta.insert("labels".to_string(), labels);
-        }
+    if let (Some(labels), Some(meta)) = (template_labels, ensure_obj(root, "metadata"))
+        && is_empty_or_missing(meta.get("labels"))
+    {
+        meta.insert("labels".to_string(), labels);
     }
 }
 
@@ -565,10 +564,10 @@ fn generate_job_selector(spec: &mut Map<String, Value>, name: &str, uid: &str) {
             }
         }
     }
-    if let Some(ml) = ensure_obj(spec, "selector").and_then(|s| ensure_obj(s, "matchLabels")) {
-        if !ml.contains_key("batch.kubernetes.io/controller-uid") {
-            ml.insert("batch.kubernetes.io/controller-uid".to_string(), json!(uid));
-        }
+    if let Some(ml) = ensure_obj(spec, "selector").and_then(|s| ensure_obj(s, "matchLabels"))
+        && !ml.contains_key("batch.kubernetes.io/controller-uid")
+    {
+        ml.insert("batch.kubernetes.io/controller-uid".to_string(), json!(uid));
     }
 }
 
@@ -626,10 +625,8 @@ fn service(root: &mut Map<String, Value>) {
             Some(Value::String(s)) => s.is_empty(),
             Some(_) => false,
         };
-        if target_unset {
-            if let Some(p) = port.get("port").cloned() {
-                port.insert("targetPort".to_string(), p);
-            }
+        if target_unset && let Some(p) = port.get("port").cloned() {
+            port.insert("targetPort".to_string(), p);
         }
     }
     let svc_type = spec
@@ -664,10 +661,10 @@ fn service(root: &mut Map<String, Value>) {
         if let (Some(ip), true) = (&cluster_ip, cluster_ips_missing) {
             spec.insert("clusterIPs".to_string(), json!([ip]));
         }
-        if cluster_ip.is_none() {
-            if let Some(first) = spec.get("clusterIPs").and_then(|a| a.get(0)).cloned() {
-                spec.insert("clusterIP".to_string(), first);
-            }
+        if cluster_ip.is_none()
+            && let Some(first) = spec.get("clusterIPs").and_then(|a| a.get(0)).cloned()
+        {
+            spec.insert("clusterIP".to_string(), first);
         }
     }
     if svc_type == "LoadBalancer" {
@@ -690,10 +687,10 @@ fn namespace(root: &mut Map<String, Value>) {
     if let Some(spec) = ensure_obj(root, "spec") {
         set_default(spec, "finalizers", json!(["kubernetes"]));
     }
-    if let Some(status) = ensure_obj(root, "status") {
-        if is_empty_or_missing(status.get("phase")) {
-            status.insert("phase".to_string(), json!("Active"));
-        }
+    if let Some(status) = ensure_obj(root, "status")
+        && is_empty_or_missing(status.get("phase"))
+    {
+        status.insert("phase".to_string(), json!("Active"));
     }
 }
 
@@ -703,13 +700,13 @@ fn secret(root: &mut Map<String, Value>) {
     }
     // stringData is a write-only convenience: Kubernetes merges it into data (winning over data) and never
     // stores it.
-    if let Some(Value::Object(string_data)) = root.remove("stringData") {
-        if let Some(data) = ensure_obj(root, "data") {
-            for (k, v) in string_data {
-                if let Value::String(s) = v {
-                    let encoded = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-                    data.insert(k, Value::String(encoded));
-                }
+    if let Some(Value::Object(string_data)) = root.remove("stringData")
+        && let Some(data) = ensure_obj(root, "data")
+    {
+        for (k, v) in string_data {
+            if let Value::String(s) = v {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+                data.insert(k, Value::String(encoded));
             }
         }
     }
@@ -739,7 +736,10 @@ fn hpa(root: &mut Map<String, Value>) {
     set_default(spec, "minReplicas", json!(1));
     // autoscaling/v2 defaulting: no metrics means 80% average CPU utilization. Objects are expected in the
     // storage version (v2); a v1 object (with targetCPUUtilizationPercentage) is left alone.
-    let empty = spec.get("metrics").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+    let empty = spec
+        .get("metrics")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty());
     if empty && !spec.contains_key("targetCPUUtilizationPercentage") {
         spec.insert(
             "metrics".to_string(),
@@ -770,5 +770,239 @@ fn crd(root: &mut Map<String, Value>) {
     }
     if let Some(conv) = ensure_obj(spec, "conversion") {
         set_default(conv, "strategy", json!("None"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaulted(group: &str, kind: &str, obj: Value) -> Value {
+        let mut o = obj;
+        apply_defaults(group, kind, &mut o);
+        o
+    }
+
+    #[test]
+    fn pod_defaults_match_kubectl_get_output() {
+        let p = defaulted(
+            "",
+            "Pod",
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [
+                {"name": "a", "image": "nginx", "ports": [{"containerPort": 80}],
+                 "readinessProbe": {"httpGet": {"port": 80}},
+                 "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}},
+                {"name": "b", "image": "registry:5000/app:1.2"},
+                {"name": "c", "image": "app@sha256:abcd"}],
+                "volumes": [{"name": "scratch"}, {"name": "cfg", "configMap": {"name": "c"}}]}}),
+        );
+        let s = &p["spec"];
+        for (k, v) in [
+            ("restartPolicy", json!("Always")),
+            ("dnsPolicy", json!("ClusterFirst")),
+            ("schedulerName", json!("default-scheduler")),
+            ("terminationGracePeriodSeconds", json!(30)),
+            ("securityContext", json!({})),
+            ("enableServiceLinks", json!(true)),
+            ("serviceAccountName", json!("default")),
+            ("priority", json!(0)),
+        ] {
+            assert_eq!(s[k], v, "{k}");
+        }
+        // imagePullPolicy: Always for no tag (= latest), IfNotPresent for a tag (a registry port is not a tag)
+        // or a digest.
+        let policies: Vec<&Value> = (0..3)
+            .map(|i| &s["containers"][i]["imagePullPolicy"])
+            .collect();
+        assert_eq!(
+            policies,
+            [
+                &json!("Always"),
+                &json!("IfNotPresent"),
+                &json!("IfNotPresent")
+            ]
+        );
+        let a = &s["containers"][0];
+        assert_eq!(a["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(a["terminationMessagePolicy"], "File");
+        assert_eq!(a["ports"][0]["protocol"], "TCP");
+        assert_eq!(
+            a["readinessProbe"],
+            json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1,
+                "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
+        // Requests default to limits for Pods, which makes this container Guaranteed... but the other
+        // containers have none, so the pod is Burstable.
+        assert_eq!(
+            a["resources"]["requests"],
+            json!({"cpu": "1", "memory": "1Gi"})
+        );
+        assert_eq!(
+            p["status"],
+            json!({"phase": "Pending", "qosClass": "Burstable"})
+        );
+        assert_eq!(s["volumes"][0]["emptyDir"], json!({}));
+        assert_eq!(s["volumes"][1]["configMap"]["defaultMode"], 420);
+        assert_eq!(s["tolerations"].as_array().map(Vec::len), Some(2));
+        // Idempotent.
+        assert_eq!(defaulted("", "Pod", p.clone()), p);
+    }
+
+    #[test]
+    fn controller_defaults_and_templates() {
+        let d = defaulted(
+            "apps",
+            "Deployment",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "nginx:1.27"}]}}}}),
+        );
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        let t = &d["spec"]["template"]["spec"];
+        assert_eq!(t["restartPolicy"], "Always");
+        assert_eq!(t["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        // Pod-only defaults stay out of templates.
+        assert!(t.get("enableServiceLinks").is_none() && t.get("tolerations").is_none());
+        let recreate = defaulted(
+            "apps",
+            "Deployment",
+            json!({"spec": {"strategy": {"type": "Recreate"}}}),
+        );
+        assert_eq!(recreate["spec"]["strategy"], json!({"type": "Recreate"}));
+
+        let ds = defaulted("apps", "DaemonSet", json!({"spec": {}}));
+        assert_eq!(
+            ds["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
+        let sts = defaulted("apps", "StatefulSet", json!({"spec": {}}));
+        assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(
+            sts["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        assert_eq!(
+            sts["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+        );
+        let rc = defaulted(
+            "",
+            "ReplicationController",
+            json!({"metadata": {}, "spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {}}}}),
+        );
+        assert_eq!(rc["spec"]["selector"], json!({"app": "x"}));
+        assert_eq!(rc["metadata"]["labels"], json!({"app": "x"}));
+        assert_eq!(rc["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn job_selector_is_generated_from_uid() {
+        let j = defaulted(
+            "batch",
+            "Job",
+            json!({"metadata": {"name": "pi", "uid": "u-1"}, "spec": {"template": {"spec": {"restartPolicy": "Never"}}}}),
+        );
+        assert_eq!(
+            j["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        let labels = &j["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
+        assert_eq!(labels["controller-uid"], "u-1");
+        assert_eq!(j["metadata"]["labels"], *labels);
+        for (k, v) in [
+            ("completions", json!(1)),
+            ("parallelism", json!(1)),
+            ("backoffLimit", json!(6)),
+            ("completionMode", json!("NonIndexed")),
+            ("suspend", json!(false)),
+            ("podReplacementPolicy", json!("TerminatingOrFailed")),
+        ] {
+            assert_eq!(j["spec"][k], v, "{k}");
+        }
+        // Only parallelism given: completions stays unset (a work-queue job).
+        let wq = defaulted("batch", "Job", json!({"spec": {"parallelism": 3}}));
+        assert!(wq["spec"].get("completions").is_none());
+        let manual = defaulted(
+            "batch",
+            "Job",
+            json!({"metadata": {"name": "m", "uid": "u"}, "spec": {"manualSelector": true}}),
+        );
+        assert!(manual["spec"].get("selector").is_none());
+        let cj = defaulted(
+            "batch",
+            "CronJob",
+            json!({"spec": {"schedule": "* * * * *"}}),
+        );
+        assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
+        assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
+        assert_eq!(cj["spec"]["failedJobsHistoryLimit"], 1);
+    }
+
+    #[test]
+    fn service_namespace_secret_crd_defaults() {
+        let s = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}}),
+        );
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+        assert_eq!(s["spec"]["sessionAffinity"], "None");
+        assert_eq!(
+            s["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
+        assert_eq!(s["spec"]["ports"][1]["targetPort"], "dns");
+        assert_eq!(s["spec"]["ipFamilies"], json!(["IPv4"]));
+        assert_eq!(s["spec"]["ipFamilyPolicy"], "SingleStack");
+        assert_eq!(s["spec"]["internalTrafficPolicy"], "Cluster");
+        assert!(s["spec"].get("externalTrafficPolicy").is_none());
+        let np = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"type": "NodePort", "sessionAffinity": "ClientIP", "ports": []}}),
+        );
+        assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
+        assert_eq!(
+            np["spec"]["sessionAffinityConfig"],
+            json!({"clientIP": {"timeoutSeconds": 10800}})
+        );
+        let ext = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"type": "ExternalName", "externalName": "db.example.com"}}),
+        );
+        assert!(ext["spec"].get("ipFamilies").is_none());
+
+        let ns = defaulted("", "Namespace", json!({"metadata": {"name": "team-a"}}));
+        assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+        assert_eq!(ns["status"]["phase"], "Active");
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "team-a"
+        );
+
+        let sec = defaulted(
+            "",
+            "Secret",
+            json!({"data": {"a": "eA=="}, "stringData": {"a": "hello", "b": "hi"}}),
+        );
+        assert_eq!(sec["type"], "Opaque");
+        // stringData wins over data and is never stored.
+        assert_eq!(sec["data"], json!({"a": "aGVsbG8=", "b": "aGk="}));
+        assert!(sec.get("stringData").is_none());
+
+        let crd = defaulted(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            json!({"spec": {"names": {"kind": "Widget", "plural": "widgets"}}}),
+        );
+        assert_eq!(crd["spec"]["names"]["singular"], "widget");
+        assert_eq!(crd["spec"]["names"]["listKind"], "WidgetList");
+        assert_eq!(crd["spec"]["conversion"], json!({"strategy": "None"}));
     }
 }

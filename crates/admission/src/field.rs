@@ -135,7 +135,12 @@ impl FieldError {
 
     /// A reference to something missing (`field.NotFound`).
     pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
-        Self { kind: FieldErrorKind::NotFound, field: field.into(), detail: String::new(), value: Some(value.into()) }
+        Self {
+            kind: FieldErrorKind::NotFound,
+            field: field.into(),
+            detail: String::new(),
+            value: Some(value.into()),
+        }
     }
 
     /// A value longer than `max` bytes (`field.TooLong`; Kubernetes never prints the value).
@@ -256,8 +261,10 @@ fn go_value(v: &Value) -> String {
         Value::Object(m) if m.values().all(Value::is_string) => {
             let mut pairs: Vec<(&String, &Value)> = m.iter().collect();
             pairs.sort_by(|a, b| a.0.cmp(b.0));
-            let sorted: serde_json::Map<String, Value> =
-                pairs.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let sorted: serde_json::Map<String, Value> = pairs
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             Value::Object(sorted).to_string()
         }
         other => other.to_string(),

@@ -300,7 +300,9 @@ fn patch_json_merge_and_strategic() {
         "-p",
         r#"[{"op":"replace","path":"/spec/replicas","value":9},{"op":"test","path":"/spec/replicas","value":1}]"#,
     ]);
-    assert!(err.contains("Error from server"), "{err}");
+    // Kubernetes answers a failed JSON patch with 422 Invalid (no object details), which
+    // kubectl prints as "The request is invalid: ...".
+    assert!(err.contains("The request is invalid"), "{err}");
     assert_eq!(get_json(&s, &["deploy", "app"])["spec"]["replicas"], 3);
 
     // Merge patch (RFC 7386): lists are replaced whole, null removes a key.
@@ -403,6 +405,50 @@ fn client_side_apply_twice() {
     assert_eq!(cm["data"]["extra"], "x");
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &cm_manifest("  a: \"10\"\n"));
     assert_eq!(out.trim(), "configmap/settings unchanged");
+}
+
+#[test]
+fn client_side_apply_of_a_deployment_merges_containers_by_name() {
+    let s = Server::start();
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], TWO_CONTAINERS);
+    assert_eq!(out.trim(), "deployment.apps/app created");
+    // Someone else adds an env var to the "side" container.
+    s.kubectl(&[
+        "set",
+        "env",
+        "deploy/app",
+        "-c",
+        "side",
+        "ADDED=by-someone-else",
+    ]);
+    // The second apply sends a strategic merge patch computed from the last-applied
+    // configuration: the image of "main" changes, "side" keeps the env var it was given.
+    let changed = TWO_CONTAINERS.replace("busybox:1.36", "busybox:1.37");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &changed);
+    assert_eq!(out.trim(), "deployment.apps/app configured");
+    let d = get_json(&s, &["deploy", "app"]);
+    let cs = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 2, "{cs:?}");
+    let main = cs.iter().find(|c| c["name"] == "main").unwrap();
+    let side = cs.iter().find(|c| c["name"] == "side").unwrap();
+    assert_eq!(main["image"], "busybox:1.37");
+    assert_eq!(main["env"][0]["name"], "A");
+    assert_eq!(side["env"][0]["name"], "ADDED");
+    assert_eq!(side["env"][0]["value"], "by-someone-else");
+    // Removing a container from the manifest removes it from the object.
+    let one = TWO_CONTAINERS
+        .replace("busybox:1.36", "busybox:1.37")
+        .replace("      - name: side\n        image: envoy:1.0\n", "");
+    s.kubectl_stdin(&["apply", "-f", "-"], &one);
+    let d = get_json(&s, &["deploy", "app"]);
+    let cs = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 1, "{cs:?}");
+    assert_eq!(cs[0]["name"], "main");
+    assert_eq!(d["metadata"]["generation"], 4);
 }
 
 #[test]

@@ -10,32 +10,59 @@ pub(crate) const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 
 /// `ValidateObjectMeta`: names, namespace presence per scope, generation, labels, annotations, owner
 /// references and finalizers.
-pub(crate) fn object_meta(meta: &Value, namespaced: Option<bool>, name_fn: NameFn, errs: &mut Errs) {
+pub(crate) fn object_meta(
+    meta: &Value,
+    namespaced: Option<bool>,
+    name_fn: NameFn,
+    errs: &mut Errs,
+) {
     let path = Path::new("metadata");
     let generate_name = str_at(meta, "generateName");
     if !generate_name.is_empty() {
-        push_msgs(name_fn(generate_name, true), &path.child("generateName"), generate_name, errs);
+        push_msgs(
+            name_fn(generate_name, true),
+            &path.child("generateName"),
+            generate_name,
+            errs,
+        );
     }
     let name = str_at(meta, "name");
     if name.is_empty() {
-        errs.push(FieldError::required(path.child("name"), "name or generateName is required"));
+        errs.push(FieldError::required(
+            path.child("name"),
+            "name or generateName is required",
+        ));
     } else {
         push_msgs(name_fn(name, false), &path.child("name"), name, errs);
     }
     let ns = str_at(meta, "namespace");
     match namespaced {
         Some(true) if ns.is_empty() => errs.push(FieldError::required(path.child("namespace"), "")),
-        Some(true) => push_msgs(names::name_is_dns_label(ns, false), &path.child("namespace"), ns, errs),
-        Some(false) if !ns.is_empty() => {
-            errs.push(FieldError::forbidden(path.child("namespace"), "not allowed on this type"))
-        }
+        Some(true) => push_msgs(
+            names::name_is_dns_label(ns, false),
+            &path.child("namespace"),
+            ns,
+            errs,
+        ),
+        Some(false) if !ns.is_empty() => errs.push(FieldError::forbidden(
+            path.child("namespace"),
+            "not allowed on this type",
+        )),
         _ => {}
     }
     if let Some(g) = int_at(meta, "generation").filter(|g| *g < 0) {
-        errs.push(FieldError::invalid(path.child("generation"), g, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            path.child("generation"),
+            g,
+            "must be greater than or equal to 0",
+        ));
     }
     labels(obj_at(meta, "labels"), &path.child("labels"), errs);
-    annotations(obj_at(meta, "annotations"), &path.child("annotations"), errs);
+    annotations(
+        obj_at(meta, "annotations"),
+        &path.child("annotations"),
+        errs,
+    );
     owner_references(meta, &path.child("ownerReferences"), errs);
     finalizers(arr_at(meta, "finalizers"), &path.child("finalizers"), errs);
 }
@@ -46,7 +73,10 @@ pub(crate) fn object_meta(meta: &Value, namespaced: Option<bool>, name_fn: NameF
 pub(crate) fn object_meta_update(new: &Value, old: &Value, errs: &mut Errs) {
     let path = Path::new("metadata");
     if get(old, "deletionTimestamp").is_some() {
-        let old_f: Vec<&str> = arr_at(old, "finalizers").iter().filter_map(Value::as_str).collect();
+        let old_f: Vec<&str> = arr_at(old, "finalizers")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         let extra: Vec<&str> = arr_at(new, "finalizers")
             .iter()
             .filter_map(Value::as_str)
@@ -66,17 +96,29 @@ pub(crate) fn object_meta_update(new: &Value, old: &Value, errs: &mut Errs) {
             ));
         }
     }
-    if let (Some(n), Some(o)) = (int_at(new, "generation"), int_at(old, "generation")) {
-        if n < o {
-            errs.push(FieldError::invalid(path.child("generation"), n, "must not be decremented"));
-        }
+    if let (Some(n), Some(o)) = (int_at(new, "generation"), int_at(old, "generation"))
+        && n < o
+    {
+        errs.push(FieldError::invalid(
+            path.child("generation"),
+            n,
+            "must not be decremented",
+        ));
     }
     for key in ["name", "namespace", "uid", "creationTimestamp"] {
-        let n = new.get(key).filter(|v| !v.is_null() && v.as_str() != Some(""));
-        let o = old.get(key).filter(|v| !v.is_null() && v.as_str() != Some(""));
+        let n = new
+            .get(key)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""));
+        let o = old
+            .get(key)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""));
         if n != o {
             let shown = n.cloned().unwrap_or(Value::String(String::new()));
-            errs.push(FieldError::invalid(path.child(key), shown, "field is immutable"));
+            errs.push(FieldError::invalid(
+                path.child(key),
+                shown,
+                "field is immutable",
+            ));
         }
     }
 }
@@ -112,7 +154,11 @@ fn owner_references(meta: &Value, path: &Path, errs: &mut Errs) {
         let api_version = str_at(r, "apiVersion");
         let version = api_version.rsplit('/').next().unwrap_or_default();
         if version.is_empty() {
-            errs.push(FieldError::invalid(path.child("apiVersion"), api_version, "version must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("apiVersion"),
+                api_version,
+                "version must not be empty",
+            ));
         }
         for key in ["kind", "name", "uid"] {
             let v = str_at(r, key);
@@ -168,13 +214,22 @@ pub(crate) fn label_selector(sel: &Value, path: &Path, errs: &mut Errs) {
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
             )),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            _ => errs.push(FieldError::invalid(p.child("operator"), op, "not a valid selector operator")),
+            _ => errs.push(FieldError::invalid(
+                p.child("operator"),
+                op,
+                "not a valid selector operator",
+            )),
         }
         let key = str_at(expr, "key");
         push_msgs(names::is_qualified_name(key), &p.child("key"), key, errs);
         for (vi, v) in values.iter().enumerate() {
             let v = v.as_str().unwrap_or_default();
-            push_msgs(names::is_valid_label_value(v), &p.child("values").index(vi), v, errs);
+            push_msgs(
+                names::is_valid_label_value(v),
+                &p.child("values").index(vi),
+                v,
+                errs,
+            );
         }
     }
 }
@@ -195,7 +250,10 @@ pub(crate) fn selector_matches(sel: Option<&Value>, labels: Option<&Map<String, 
     match_labels_ok
         && arr_at(sel, "matchExpressions").iter().all(|e| {
             let key = str_at(e, "key");
-            let values: Vec<&str> = arr_at(e, "values").iter().filter_map(Value::as_str).collect();
+            let values: Vec<&str> = arr_at(e, "values")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
             match str_at(e, "operator") {
                 "In" => label(key).is_some_and(|v| values.contains(&v)),
                 "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
@@ -208,5 +266,6 @@ pub(crate) fn selector_matches(sel: Option<&Value>, labels: Option<&Map<String, 
 
 /// Whether a selector has no requirements at all (`len(matchLabels)+len(matchExpressions) == 0`).
 pub(crate) fn selector_is_empty(sel: &Value) -> bool {
-    obj_at(sel, "matchLabels").is_none_or(Map::is_empty) && arr_at(sel, "matchExpressions").is_empty()
+    obj_at(sel, "matchLabels").is_none_or(Map::is_empty)
+        && arr_at(sel, "matchExpressions").is_empty()
 }

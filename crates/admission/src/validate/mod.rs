@@ -34,6 +34,18 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         misc::crd_meta(obj, &mut errs);
     } else {
         meta::object_meta(meta, scope, name_fn, &mut errs);
+        if scope.is_some() {
+            // Built-in kinds use core's ValidateObjectMeta, which also rejects unprefixed finalizers that
+            // are not standard ones.
+            let path = Path::new("metadata").child("finalizers");
+            for (i, f) in arr_at(meta, "finalizers")
+                .iter()
+                .filter_map(Value::as_str)
+                .enumerate()
+            {
+                misc::kube_finalizer_name(f, &path.index(i), &mut errs);
+            }
+        }
     }
     if let Some(old) = old {
         let old_meta = old.get("metadata").unwrap_or(&empty);
@@ -41,7 +53,11 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
     }
     match (group, kind) {
         ("", "Pod") => pod::pod(obj, old, &mut errs),
-        ("", "PodTemplate") => pod::pod_template(obj.get("template").unwrap_or(&empty), &Path::new("template"), &mut errs),
+        ("", "PodTemplate") => pod::pod_template(
+            obj.get("template").unwrap_or(&empty),
+            &Path::new("template"),
+            &mut errs,
+        ),
         ("", "ReplicationController") => workloads::replication_controller(obj, &mut errs),
         ("", "Service") => service::service(obj, old, &mut errs),
         ("", "Endpoints") => service::endpoints(obj, &mut errs),
@@ -49,7 +65,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("", "ConfigMap") => misc::config_map(obj, old, &mut errs),
         ("", "Secret") => misc::secret(obj, old, &mut errs),
         ("", "Event") => misc::event(obj, &mut errs),
-        ("", "Node") => misc::node(obj, &mut errs),
+        ("", "Node") => misc::node(obj, old, &mut errs),
         ("apps", "Deployment") => workloads::deployment(obj, old, &mut errs),
         ("apps", "ReplicaSet") => workloads::replica_set(obj, old, &mut errs),
         ("apps", "DaemonSet") => workloads::daemon_set(obj, old, &mut errs),
@@ -69,7 +85,11 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
 /// problems joined by ", ").
 pub fn validate_name(group: &str, kind: &str, name: &str) -> Result<(), String> {
     let msgs = name_fn(group, kind)(name, false);
-    if msgs.is_empty() { Ok(()) } else { Err(msgs.join(", ")) }
+    if msgs.is_empty() {
+        Ok(())
+    } else {
+        Err(msgs.join(", "))
+    }
 }
 
 /// Which name rule a kind uses (`ValidateXName` in Kubernetes).
@@ -92,10 +112,23 @@ fn namespaced(group: &str, kind: &str) -> Option<bool> {
         | ("networking.k8s.io", "IngressClass") => Some(false),
         (
             "",
-            "Pod" | "Service" | "Endpoints" | "ConfigMap" | "Secret" | "ServiceAccount" | "Event"
-            | "ReplicationController" | "PersistentVolumeClaim" | "PodTemplate" | "LimitRange" | "ResourceQuota",
+            "Pod"
+            | "Service"
+            | "Endpoints"
+            | "ConfigMap"
+            | "Secret"
+            | "ServiceAccount"
+            | "Event"
+            | "ReplicationController"
+            | "PersistentVolumeClaim"
+            | "PodTemplate"
+            | "LimitRange"
+            | "ResourceQuota",
         )
-        | ("apps", "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "ControllerRevision")
+        | (
+            "apps",
+            "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "ControllerRevision",
+        )
         | ("batch", "Job" | "CronJob")
         | ("coordination.k8s.io", "Lease")
         | ("autoscaling", "HorizontalPodAutoscaler")
@@ -127,7 +160,10 @@ pub(crate) fn int_at(v: &Value, key: &str) -> Option<i64> {
 
 /// The array under `key`, or an empty slice.
 pub(crate) fn arr_at<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// The object under `key`.
@@ -138,16 +174,29 @@ pub(crate) fn obj_at<'a>(v: &'a Value, key: &str) -> Option<&'a Map<String, Valu
 /// `ValidateNonnegativeField`: `must be greater than or equal to 0`.
 pub(crate) fn nonneg(v: &Value, key: &str, path: &Path, errs: &mut Errs) {
     if let Some(n) = int_at(v, key).filter(|n| *n < 0) {
-        errs.push(FieldError::invalid(path.child(key), n, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            path.child(key),
+            n,
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
 /// `ValidateImmutableField`: `field is immutable` with the new value.
-pub(crate) fn immutable(new: Option<&Value>, old: Option<&Value>, path: impl Into<String>, errs: &mut Errs) {
+pub(crate) fn immutable(
+    new: Option<&Value>,
+    old: Option<&Value>,
+    path: impl Into<String>,
+    errs: &mut Errs,
+) {
     let n = new.filter(|v| !v.is_null());
     let o = old.filter(|v| !v.is_null());
     if n != o {
-        errs.push(FieldError::invalid(path, n.cloned().unwrap_or(Value::Null), "field is immutable"));
+        errs.push(FieldError::invalid(
+            path,
+            n.cloned().unwrap_or(Value::Null),
+            "field is immutable",
+        ));
     }
 }
 

@@ -28,8 +28,16 @@ pub(crate) fn pod_template(template: &Value, path: &Path, errs: &mut Errs) {
     let empty = Value::Object(Map::new());
     let tmeta = template.get("metadata").unwrap_or(&empty);
     meta::labels(obj_at(tmeta, "labels"), &path.child("labels"), errs);
-    meta::annotations(obj_at(tmeta, "annotations"), &path.child("annotations"), errs);
-    pod_spec(template.get("spec").unwrap_or(&empty), &path.child("spec"), errs);
+    meta::annotations(
+        obj_at(tmeta, "annotations"),
+        &path.child("annotations"),
+        errs,
+    );
+    pod_spec(
+        template.get("spec").unwrap_or(&empty),
+        &path.child("spec"),
+        errs,
+    );
 }
 
 /// `ValidatePodSpec`: the rules users meet most.
@@ -45,17 +53,31 @@ pub(crate) fn pod_spec(spec: &Value, path: &Path, errs: &mut Errs) {
         let p = path.child("containers").index(i);
         container(c, &p, &volumes, &mut all_names, &mut host_ports, errs);
         if get(c, "restartPolicy").is_some() {
-            errs.push(FieldError::forbidden(p.child("restartPolicy"), "may not be set for non-init containers"));
+            errs.push(FieldError::forbidden(
+                p.child("restartPolicy"),
+                "may not be set for non-init containers",
+            ));
         }
     }
     for (i, c) in arr_at(spec, "initContainers").iter().enumerate() {
         let p = path.child("initContainers").index(i);
         container(c, &p, &volumes, &mut all_names, &mut host_ports, errs);
-        if let Some(rp) = get(c, "restartPolicy").and_then(Value::as_str).filter(|rp| *rp != "Always") {
-            errs.push(FieldError::not_supported(p.child("restartPolicy"), rp, &["Always"]));
+        if let Some(rp) = get(c, "restartPolicy")
+            .and_then(Value::as_str)
+            .filter(|rp| *rp != "Always")
+        {
+            errs.push(FieldError::not_supported(
+                p.child("restartPolicy"),
+                rp,
+                &["Always"],
+            ));
         }
     }
-    restart_policy(str_at(spec, "restartPolicy"), &path.child("restartPolicy"), errs);
+    restart_policy(
+        str_at(spec, "restartPolicy"),
+        &path.child("restartPolicy"),
+        errs,
+    );
     match str_at(spec, "dnsPolicy") {
         "" => errs.push(FieldError::required(path.child("dnsPolicy"), "")),
         "None" if get(spec, "dnsConfig").is_none() => errs.push(FieldError::required(
@@ -69,7 +91,11 @@ pub(crate) fn pod_spec(spec: &Value, path: &Path, errs: &mut Errs) {
             &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
         )),
     }
-    meta::labels(obj_at(spec, "nodeSelector"), &path.child("nodeSelector"), errs);
+    meta::labels(
+        obj_at(spec, "nodeSelector"),
+        &path.child("nodeSelector"),
+        errs,
+    );
     for key in ["serviceAccountName", "nodeName"] {
         let v = str_at(spec, key);
         if !v.is_empty() {
@@ -82,14 +108,20 @@ pub(crate) fn pod_spec(spec: &Value, path: &Path, errs: &mut Errs) {
             push_msgs(names::is_dns1123_label(v), &path.child(key), v, errs);
         }
     }
-    if let Some(ads) = int_at(spec, "activeDeadlineSeconds").filter(|v| !(1..=i64::from(i32::MAX)).contains(v)) {
+    if let Some(ads) =
+        int_at(spec, "activeDeadlineSeconds").filter(|v| !(1..=i64::from(i32::MAX)).contains(v))
+    {
         errs.push(FieldError::invalid(
             path.child("activeDeadlineSeconds"),
             ads,
             "must be between 1 and 2147483647, inclusive",
         ));
     }
-    tolerations(arr_at(spec, "tolerations"), &path.child("tolerations"), errs);
+    tolerations(
+        arr_at(spec, "tolerations"),
+        &path.child("tolerations"),
+        errs,
+    );
 }
 
 /// `ValidateRestartPolicy` for a pod spec.
@@ -97,7 +129,11 @@ pub(crate) fn restart_policy(rp: &str, path: &Path, errs: &mut Errs) {
     match rp {
         "Always" | "OnFailure" | "Never" => {}
         "" => errs.push(FieldError::required(path, "")),
-        other => errs.push(FieldError::not_supported(path, other, &["Always", "OnFailure", "Never"])),
+        other => errs.push(FieldError::not_supported(
+            path,
+            other,
+            &["Always", "OnFailure", "Never"],
+        )),
     }
 }
 
@@ -115,11 +151,18 @@ fn volumes(spec: &Value, path: &Path, errs: &mut Errs) -> HashSet<String> {
         if !name.is_empty() && !seen.insert(name.to_string()) {
             errs.push(FieldError::duplicate(p.child("name"), name));
         }
-        let sources = v.as_object().map_or(0, |m| m.iter().filter(|(k, v)| *k != "name" && !v.is_null()).count());
+        let sources = v.as_object().map_or(0, |m| {
+            m.iter()
+                .filter(|(k, v)| *k != "name" && !v.is_null())
+                .count()
+        });
         if sources == 0 {
             errs.push(FieldError::required(&p, "must specify a volume type"));
         } else if sources > 1 {
-            errs.push(FieldError::forbidden(&p, "may not specify more than 1 volume type"));
+            errs.push(FieldError::forbidden(
+                &p,
+                "may not specify more than 1 volume type",
+            ));
         }
     }
     seen
@@ -137,7 +180,12 @@ fn container(
     if name.is_empty() {
         errs.push(FieldError::required(path.child("name"), ""));
     } else {
-        push_msgs(names::is_dns1123_label(name), &path.child("name"), name, errs);
+        push_msgs(
+            names::is_dns1123_label(name),
+            &path.child("name"),
+            name,
+            errs,
+        );
     }
     if !name.is_empty() && !all_names.insert(name.to_string()) {
         errs.push(FieldError::duplicate(path.child("name"), name));
@@ -146,7 +194,11 @@ fn container(
     if image.is_empty() {
         errs.push(FieldError::required(path.child("image"), ""));
     } else if image.trim() != image {
-        errs.push(FieldError::invalid(path.child("image"), image, "must not have leading or trailing whitespace"));
+        errs.push(FieldError::invalid(
+            path.child("image"),
+            image,
+            "must not have leading or trailing whitespace",
+        ));
     }
     match str_at(c, "imagePullPolicy") {
         "Always" | "IfNotPresent" | "Never" => {}
@@ -159,7 +211,10 @@ fn container(
     }
     match str_at(c, "terminationMessagePolicy") {
         "File" | "FallbackToLogsOnError" => {}
-        "" => errs.push(FieldError::required(path.child("terminationMessagePolicy"), "")),
+        "" => errs.push(FieldError::required(
+            path.child("terminationMessagePolicy"),
+            "",
+        )),
         other => errs.push(FieldError::not_supported(
             path.child("terminationMessagePolicy"),
             other,
@@ -169,7 +224,10 @@ fn container(
     ports(c, &path.child("ports"), host_ports, errs);
     for (i, e) in arr_at(c, "env").iter().enumerate() {
         if str_at(e, "name").is_empty() {
-            errs.push(FieldError::required(path.child("env").index(i).child("name"), ""));
+            errs.push(FieldError::required(
+                path.child("env").index(i).child("name"),
+                "",
+            ));
         }
     }
     let mut mount_paths = HashSet::new();
@@ -185,7 +243,11 @@ fn container(
         if mpath.is_empty() {
             errs.push(FieldError::required(p.child("mountPath"), ""));
         } else if !mount_paths.insert(mpath.to_string()) {
-            errs.push(FieldError::invalid(p.child("mountPath"), mpath, "must be unique"));
+            errs.push(FieldError::invalid(
+                p.child("mountPath"),
+                mpath,
+                "must be unique",
+            ));
         }
     }
     resources(c, &path.child("resources"), errs);
@@ -223,7 +285,11 @@ fn ports(c: &Value, path: &Path, host_ports: &mut HashSet<String>, errs: &mut Er
         match proto {
             "TCP" | "UDP" | "SCTP" => {}
             "" => errs.push(FieldError::required(p.child("protocol"), "")),
-            other => errs.push(FieldError::not_supported(p.child("protocol"), other, &["SCTP", "TCP", "UDP"])),
+            other => errs.push(FieldError::not_supported(
+                p.child("protocol"),
+                other,
+                &["SCTP", "TCP", "UDP"],
+            )),
         }
         if hp != 0 {
             let key = format!("{proto}/{}/{hp}", str_at(port, "hostIP"));
@@ -264,7 +330,8 @@ fn resources(c: &Value, path: &Path, errs: &mut Errs) {
             continue;
         };
         let shown = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        let overcommit = matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage") || name.contains('/');
+        let overcommit =
+            matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage") || name.contains('/');
         let native = !name.contains('/') || name.starts_with("kubernetes.io/");
         if !overcommit && native && (r - l).abs() > f64::EPSILON {
             // Extended resources such as GPUs cannot be overcommitted: request must equal limit.
@@ -277,7 +344,10 @@ fn resources(c: &Value, path: &Path, errs: &mut Errs) {
             errs.push(FieldError::invalid(
                 path.child("requests"),
                 shown(req),
-                format!("must be less than or equal to {name} limit of {}", shown(lim)),
+                format!(
+                    "must be less than or equal to {name} limit of {}",
+                    shown(lim)
+                ),
             ));
         }
     }
@@ -295,10 +365,18 @@ fn tolerations(list: &[Value], path: &Path, errs: &mut Errs) {
             "Exists" => {
                 let value = str_at(t, "value");
                 if !value.is_empty() {
-                    errs.push(FieldError::invalid(p.child("operator"), value, "value must be empty when `operator` is 'Exists'"));
+                    errs.push(FieldError::invalid(
+                        p.child("operator"),
+                        value,
+                        "value must be empty when `operator` is 'Exists'",
+                    ));
                 }
             }
-            other => errs.push(FieldError::not_supported(p.child("operator"), other, &["Equal", "Exists"])),
+            other => errs.push(FieldError::not_supported(
+                p.child("operator"),
+                other,
+                &["Equal", "Exists"],
+            )),
         }
         let effect = str_at(t, "effect");
         if get(t, "tolerationSeconds").is_some() && effect != "NoExecute" {
@@ -309,7 +387,11 @@ fn tolerations(list: &[Value], path: &Path, errs: &mut Errs) {
             ));
         }
         if !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-            errs.push(FieldError::not_supported(p.child("effect"), effect, &["NoExecute", "NoSchedule", "PreferNoSchedule"]));
+            errs.push(FieldError::not_supported(
+                p.child("effect"),
+                effect,
+                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            ));
         }
     }
 }
@@ -341,12 +423,12 @@ fn pod_update(new: &Value, old: &Value, errs: &mut Errs) {
     let mut munged = new_map.clone();
     for key in ["containers", "initContainers"] {
         let old_list = arr_at(old, key);
-        if let Some(Value::Array(list)) = munged.get_mut(key) {
-            if list.len() == old_list.len() {
-                for (c, oc) in list.iter_mut().zip(old_list) {
-                    if let (Some(cm), Some(img)) = (c.as_object_mut(), oc.get("image")) {
-                        cm.insert("image".to_string(), img.clone());
-                    }
+        if let Some(Value::Array(list)) = munged.get_mut(key)
+            && list.len() == old_list.len()
+        {
+            for (c, oc) in list.iter_mut().zip(old_list) {
+                if let (Some(cm), Some(img)) = (c.as_object_mut(), oc.get("image")) {
+                    cm.insert("image".to_string(), img.clone());
                 }
             }
         }
@@ -365,7 +447,9 @@ fn pod_update(new: &Value, old: &Value, errs: &mut Errs) {
         let mut changed: Vec<&str> = munged
             .keys()
             .chain(old_map.keys())
-            .filter(|k| munged.get(*k).filter(|v| !v.is_null()) != old_map.get(*k).filter(|v| !v.is_null()))
+            .filter(|k| {
+                munged.get(*k).filter(|v| !v.is_null()) != old_map.get(*k).filter(|v| !v.is_null())
+            })
             .map(String::as_str)
             .collect();
         changed.sort_unstable();

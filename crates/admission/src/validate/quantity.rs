@@ -56,7 +56,14 @@ mod tests {
 
     #[test]
     fn parses_kubernetes_quantities() {
-        let cases = [("500m", 0.5), ("1", 1.0), ("1Ki", 1024.0), ("128Mi", 134217728.0), ("1e3", 1000.0), ("1.5G", 1.5e9)];
+        let cases = [
+            ("500m", 0.5),
+            ("1", 1.0),
+            ("1Ki", 1024.0),
+            ("128Mi", 134217728.0),
+            ("1e3", 1000.0),
+            ("1.5G", 1.5e9),
+        ];
         for (s, want) in cases {
             let got = parse(&json!(s)).unwrap();
             assert!((got - want).abs() < 1e-6, "{s}: {got}");

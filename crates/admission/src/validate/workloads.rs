@@ -14,7 +14,9 @@ fn spec_of(obj: &Value) -> &Value {
 }
 
 fn template_labels(template: Option<&Value>) -> Option<&Map<String, Value>> {
-    template.and_then(|t| t.get("metadata")).and_then(|m| obj_at(m, "labels"))
+    template
+        .and_then(|t| t.get("metadata"))
+        .and_then(|m| obj_at(m, "labels"))
 }
 
 fn template_labels_value(template: Option<&Value>) -> Value {
@@ -47,7 +49,9 @@ fn controller_template(spec: &Value, path: &Path, owner: &str, errs: &mut Errs) 
         return;
     };
     let sel = get(spec, "selector");
-    if !sel.is_some_and(selector_is_empty) && !selector_matches(sel, template_labels(Some(template))) {
+    if !sel.is_some_and(selector_is_empty)
+        && !selector_matches(sel, template_labels(Some(template)))
+    {
         errs.push(FieldError::invalid(
             tpath.child("metadata").child("labels"),
             template_labels_value(Some(template)),
@@ -58,7 +62,11 @@ fn controller_template(spec: &Value, path: &Path, owner: &str, errs: &mut Errs) 
     let tspec = template.get("spec").unwrap_or(&Value::Null);
     let rp = str_at(tspec, "restartPolicy");
     if rp != "Always" && !rp.is_empty() {
-        errs.push(FieldError::not_supported(tpath.child("spec").child("restartPolicy"), rp, &["Always"]));
+        errs.push(FieldError::not_supported(
+            tpath.child("spec").child("restartPolicy"),
+            rp,
+            &["Always"],
+        ));
     }
     if get(tspec, "activeDeadlineSeconds").is_some() {
         errs.push(FieldError::forbidden(
@@ -76,7 +84,11 @@ fn int_or_percent(v: Option<&Value>, path: &Path, cap100: bool, errs: &mut Errs)
             if msgs.is_empty() {
                 let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
                 if cap100 && pct > 100 {
-                    errs.push(FieldError::invalid(path, s.as_str(), "must not be greater than 100%"));
+                    errs.push(FieldError::invalid(
+                        path,
+                        s.as_str(),
+                        "must not be greater than 100%",
+                    ));
                 }
             }
             for m in msgs {
@@ -85,7 +97,11 @@ fn int_or_percent(v: Option<&Value>, path: &Path, cap100: bool, errs: &mut Errs)
         }
         Some(Value::Number(n)) => {
             if let Some(i) = n.as_i64().filter(|i| *i < 0) {
-                errs.push(FieldError::invalid(path, i, "must be greater than or equal to 0"));
+                errs.push(FieldError::invalid(
+                    path,
+                    i,
+                    "must be greater than or equal to 0",
+                ));
             }
         }
         _ => {}
@@ -118,7 +134,12 @@ fn rolling_update(ru: &Value, path: &Path, errs: &mut Errs) {
 /// `spec.selector` may not change after creation in apps/v1.
 fn selector_immutable(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     if let Some(old) = old {
-        immutable(get(spec_of(obj), "selector"), get(spec_of(old), "selector"), "spec.selector", errs);
+        immutable(
+            get(spec_of(obj), "selector"),
+            get(spec_of(old), "selector"),
+            "spec.selector",
+            errs,
+        );
     }
 }
 
@@ -147,7 +168,11 @@ pub(crate) fn deployment(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
                 )),
                 Some(ru) => rolling_update(ru, &sp.child("rollingUpdate"), errs),
             },
-            other => errs.push(FieldError::not_supported(&sp, other, &["Recreate", "RollingUpdate"])),
+            other => errs.push(FieldError::not_supported(
+                &sp,
+                other,
+                &["Recreate", "RollingUpdate"],
+            )),
         }
     }
     nonneg(spec, "revisionHistoryLimit", &path, errs);
@@ -210,15 +235,25 @@ pub(crate) fn daemon_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
                     rolling_update(ru, &up.child("rollingUpdate"), errs);
                 }
             }
-            other => errs.push(FieldError::not_supported(up.child("type"), other, &["OnDelete", "RollingUpdate"])),
+            other => errs.push(FieldError::not_supported(
+                up.child("type"),
+                other,
+                &["OnDelete", "RollingUpdate"],
+            )),
         }
     }
     selector_immutable(obj, old, errs);
 }
 
 /// StatefulSet spec fields Kubernetes lets users change.
-const STS_UPDATABLE: [&str; 6] =
-    ["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"];
+const STS_UPDATABLE: [&str; 6] = [
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
 
 /// `ValidateStatefulSet`; on update everything but the fields above is frozen.
 pub(crate) fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
@@ -247,7 +282,12 @@ pub(crate) fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         }
         "RollingUpdate" => {
             if let Some(ru) = get(us, "rollingUpdate") {
-                nonneg(ru, "partition", &path.child("updateStrategy").child("rollingUpdate"), errs);
+                nonneg(
+                    ru,
+                    "partition",
+                    &path.child("updateStrategy").child("rollingUpdate"),
+                    errs,
+                );
             }
         }
         _ => errs.push(FieldError::invalid(
@@ -299,7 +339,9 @@ pub(crate) fn replication_controller(obj: &Value, errs: &mut Errs) {
     };
     if let Some(sel) = selector {
         let labels = template_labels(Some(template));
-        let matches = sel.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+        let matches = sel
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
         if !matches {
             errs.push(FieldError::invalid(
                 tpath.child("metadata").child("labels"),
@@ -312,7 +354,11 @@ pub(crate) fn replication_controller(obj: &Value, errs: &mut Errs) {
     let tspec = template.get("spec").unwrap_or(&Value::Null);
     let rp = str_at(tspec, "restartPolicy");
     if rp != "Always" && !rp.is_empty() {
-        errs.push(FieldError::not_supported(tpath.child("spec").child("restartPolicy"), rp, &["Always"]));
+        errs.push(FieldError::not_supported(
+            tpath.child("spec").child("restartPolicy"),
+            rp,
+            &["Always"],
+        ));
     }
     if get(tspec, "activeDeadlineSeconds").is_some() {
         errs.push(FieldError::forbidden(
@@ -324,27 +370,50 @@ pub(crate) fn replication_controller(obj: &Value, errs: &mut Errs) {
 
 /// `validateJobSpec`, shared by Jobs and CronJob job templates.
 fn job_spec(spec: &Value, path: &Path, errs: &mut Errs) {
-    for key in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"] {
+    for key in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+    ] {
         nonneg(spec, key, path, errs);
     }
     match str_at(spec, "completionMode") {
         "" | "NonIndexed" => {}
         "Indexed" => {
             if int_at(spec, "completions").is_none() {
-                errs.push(FieldError::required(path.child("completions"), "when completion mode is Indexed"));
+                errs.push(FieldError::required(
+                    path.child("completions"),
+                    "when completion mode is Indexed",
+                ));
             }
         }
-        other => errs.push(FieldError::not_supported(path.child("completionMode"), other, &["NonIndexed", "Indexed"])),
+        other => errs.push(FieldError::not_supported(
+            path.child("completionMode"),
+            other,
+            &["NonIndexed", "Indexed"],
+        )),
     }
     let tpath = path.child("template");
     let template = get(spec, "template").unwrap_or(&Value::Null);
     pod::pod_template(template, &tpath, errs);
     let rp_path = tpath.child("spec").child("restartPolicy");
     // Defaulting turns a missing restartPolicy into Always, so Kubernetes reports Always as missing.
-    match str_at(template.get("spec").unwrap_or(&Value::Null), "restartPolicy") {
-        "" | "Always" => errs.push(FieldError::required(rp_path, "valid values: \"OnFailure\", \"Never\"")),
+    match str_at(
+        template.get("spec").unwrap_or(&Value::Null),
+        "restartPolicy",
+    ) {
+        "" | "Always" => errs.push(FieldError::required(
+            rp_path,
+            "valid values: \"OnFailure\", \"Never\"",
+        )),
         "OnFailure" | "Never" => {}
-        other => errs.push(FieldError::not_supported(rp_path, other, &["OnFailure", "Never"])),
+        other => errs.push(FieldError::not_supported(
+            rp_path,
+            other,
+            &["OnFailure", "Never"],
+        )),
     }
 }
 
@@ -357,32 +426,54 @@ pub(crate) fn job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
         Some(sel) => meta::label_selector(sel, &path.child("selector"), errs),
     }
     let template = get(spec, "template");
-    if let Some(sel) = get(spec, "selector") {
-        if !selector_matches(Some(sel), template_labels(template)) {
-            errs.push(FieldError::invalid(
-                path.child("template").child("metadata").child("labels"),
-                template_labels_value(template),
-                "`selector` does not match template `labels`",
-            ));
-        }
+    if let Some(sel) = get(spec, "selector")
+        && !selector_matches(Some(sel), template_labels(template))
+    {
+        errs.push(FieldError::invalid(
+            path.child("template").child("metadata").child("labels"),
+            template_labels_value(template),
+            "`selector` does not match template `labels`",
+        ));
     }
     job_spec(spec, &path, errs);
     if let Some(old) = old {
         let ospec = spec_of(old);
-        immutable(get(spec, "selector"), get(ospec, "selector"), "spec.selector", errs);
-        immutable(get(spec, "template"), get(ospec, "template"), "spec.template", errs);
+        immutable(
+            get(spec, "selector"),
+            get(ospec, "selector"),
+            "spec.selector",
+            errs,
+        );
+        immutable(
+            get(spec, "template"),
+            get(ospec, "template"),
+            "spec.template",
+            errs,
+        );
         if str_at(spec, "completionMode") != "Indexed" {
-            immutable(get(spec, "completions"), get(ospec, "completions"), "spec.completions", errs);
+            immutable(
+                get(spec, "completions"),
+                get(ospec, "completions"),
+                "spec.completions",
+                errs,
+            );
         }
     }
 }
 
 /// `ValidateCronJob`: name length, schedule, concurrency policy, job template.
 pub(crate) fn cron_job(obj: &Value, errs: &mut Errs) {
-    let name = obj.get("metadata").map(|m| str_at(m, "name")).unwrap_or_default();
+    let name = obj
+        .get("metadata")
+        .map(|m| str_at(m, "name"))
+        .unwrap_or_default();
     // Jobs get the CronJob name plus an 11-character suffix and must stay a 63-character label.
     if name.len() > 52 {
-        errs.push(FieldError::invalid("metadata.name", name, "must be no more than 52 characters"));
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            name,
+            "must be no more than 52 characters",
+        ));
     }
     let spec = spec_of(obj);
     let path = Path::new("spec");
@@ -422,11 +513,19 @@ pub(crate) fn hpa(obj: &Value, errs: &mut Errs) {
     let path = Path::new("spec");
     let min = int_at(spec, "minReplicas");
     if let Some(m) = min.filter(|m| *m < 1) {
-        errs.push(FieldError::invalid(path.child("minReplicas"), m, "must be greater than or equal to 1"));
+        errs.push(FieldError::invalid(
+            path.child("minReplicas"),
+            m,
+            "must be greater than or equal to 1",
+        ));
     }
     let max = int_at(spec, "maxReplicas").unwrap_or(0);
     if max < 1 {
-        errs.push(FieldError::invalid(path.child("maxReplicas"), max, "must be greater than 0"));
+        errs.push(FieldError::invalid(
+            path.child("maxReplicas"),
+            max,
+            "must be greater than 0",
+        ));
     }
     if min.is_some_and(|m| max < m) {
         errs.push(FieldError::invalid(
@@ -442,7 +541,12 @@ pub(crate) fn hpa(obj: &Value, errs: &mut Errs) {
         if v.is_empty() {
             errs.push(FieldError::required(tp.child(key), ""));
         } else {
-            super::push_msgs(names::is_valid_path_segment_name(v), &tp.child(key), v, errs);
+            super::push_msgs(
+                names::is_valid_path_segment_name(v),
+                &tp.child(key),
+                v,
+                errs,
+            );
         }
     }
 }
@@ -454,23 +558,38 @@ pub(crate) mod cron {
     pub(crate) fn parse_standard(spec: &str) -> Result<(), String> {
         let spec = spec.trim();
         if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
-            return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".to_string());
+            return Err(
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead".to_string(),
+            );
         }
         if let Some(desc) = spec.strip_prefix('@') {
             return match desc {
-                "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
+                "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
+                    Ok(())
+                }
                 d if d.starts_with("every ") => Ok(()),
                 _ => Err(format!("unrecognized descriptor: {spec}")),
             };
         }
         let fields: Vec<&str> = spec.split_whitespace().collect();
         if fields.len() != 5 {
-            return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
+            return Err(format!(
+                "expected exactly 5 fields, found {}: [{}]",
+                fields.len(),
+                fields.join(" ")
+            ));
         }
-        const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+        const MONTHS: [&str; 12] = [
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ];
         const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-        let bounds: [(u32, u32, &[&str]); 5] =
-            [(0, 59, &[]), (0, 23, &[]), (1, 31, &[]), (1, 12, &MONTHS), (0, 6, &DAYS)];
+        let bounds: [(u32, u32, &[&str]); 5] = [
+            (0, 59, &[]),
+            (0, 23, &[]),
+            (1, 31, &[]),
+            (1, 12, &MONTHS),
+            (0, 6, &DAYS),
+        ];
         for (field, (min, max, names)) in fields.iter().zip(bounds) {
             for part in field.split(',') {
                 parse_range(part, min, max, names)?;
@@ -483,7 +602,9 @@ pub(crate) mod cron {
         if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
             return Ok(i as u32 + offset);
         }
-        s.parse::<u32>().map_err(|_| format!("failed to parse int from {s}: strconv.Atoi: parsing \"{s}\": invalid syntax"))
+        s.parse::<u32>().map_err(|_| {
+            format!("failed to parse int from {s}: strconv.Atoi: parsing \"{s}\": invalid syntax")
+        })
     }
 
     fn parse_range(expr: &str, min: u32, max: u32, names: &[&str]) -> Result<(), String> {
@@ -495,7 +616,10 @@ pub(crate) mod cron {
         let (start, end) = if range == "*" || range == "?" {
             (min, max)
         } else if let Some((a, b)) = range.split_once('-') {
-            (parse_value(a, names, offset)?, parse_value(b, names, offset)?)
+            (
+                parse_value(a, names, offset)?,
+                parse_value(b, names, offset)?,
+            )
         } else {
             let v = parse_value(range, names, offset)?;
             (v, v)
@@ -509,13 +633,19 @@ pub(crate) mod cron {
             }
         }
         if start < min {
-            return Err(format!("beginning of range ({start}) below minimum ({min}): {expr}"));
+            return Err(format!(
+                "beginning of range ({start}) below minimum ({min}): {expr}"
+            ));
         }
         if end > max {
-            return Err(format!("end of range ({end}) above maximum ({max}): {expr}"));
+            return Err(format!(
+                "end of range ({end}) above maximum ({max}): {expr}"
+            ));
         }
         if start > end {
-            return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+            return Err(format!(
+                "beginning of range ({start}) beyond end of range ({end}): {expr}"
+            ));
         }
         Ok(())
     }
