@@ -42,6 +42,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The store.
     pub store: SharedStore,
+    /// How many revisions of history the compactor keeps (watchers further behind get 410).
+    pub history_revisions: i64,
+    /// How often the compactor runs.
+    pub compaction_interval: std::time::Duration,
 }
 
 /// Why the server could not start.
@@ -152,7 +156,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     gc::resume(state.clone())
         .await
         .map_err(|e| StartError::Store(e.message))?;
-    spawn_compactor(state.clone());
+    spawn_compactor(
+        state.clone(),
+        config.history_revisions,
+        config.compaction_interval,
+    );
 
     let acceptor = tokio_rustls::TlsAcceptor::from(creds.tls.clone());
     let task = tokio::spawn(async move {
@@ -198,14 +206,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-/// Compacts the store's history every minute, keeping the last 10,000 revisions (enough
-/// for watchers to resume after a short disconnect, as Kubernetes' 5-minute window does).
-fn spawn_compactor(state: Arc<State>) {
+/// Compacts the store's history every `interval`, keeping the last `keep` revisions
+/// (enough for watchers to resume after a short disconnect, as Kubernetes' 5-minute
+/// window does).
+fn spawn_compactor(state: Arc<State>, keep: i64, interval: std::time::Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            let target = state.store.current_revision() - 10_000;
+            let target = state.store.current_revision() - keep;
             if target > state.store.compacted_revision()
                 && let Err(e) = state.store.compact(target).await
             {

@@ -187,12 +187,16 @@ fn check_type(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
 
 /// System-set fields for a new object, and the per-kind initial status.
 fn init_new(info: &ResourceInfo, obj: &mut Value) {
+    let has_spec = info.custom || obj.get("spec").is_some();
     obj["apiVersion"] = json!(info.api_version());
     obj["kind"] = json!(info.kind);
     let m = meta::metadata_mut(obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now()));
-    m.insert("generation".into(), json!(1));
+    // Kinds with a spec (and custom resources) track spec changes in generation.
+    if has_spec {
+        m.insert("generation".into(), json!(1));
+    }
     for f in [
         "resourceVersion",
         "deletionTimestamp",

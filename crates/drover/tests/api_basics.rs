@@ -215,3 +215,58 @@ fn binding_assigns_a_pod_once_and_jobs_get_their_selector() {
     ]);
     assert_eq!(sel, uid);
 }
+
+#[test]
+fn compacted_history_answers_410_gone() {
+    let s = Server::start_with(&["--history-revisions", "5", "--compaction-interval", "1"]);
+    let list: serde_json::Value = serde_json::from_str(&s.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+    ]))
+    .unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..3 {
+        s.kubectl(&["create", "cm", &format!("c{i}")]);
+    }
+    let page: serde_json::Value = serde_json::from_str(&s.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?limit=1",
+    ]))
+    .unwrap();
+    let token = page["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_string();
+    for i in 3..20 {
+        s.kubectl(&["create", "cm", &format!("c{i}")]);
+    }
+    // Once the compactor has run, a watch from the old revision ends with a 410 ERROR event.
+    let event = common::wait_for(
+        "a 410 on a watch from a compacted revision",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = s.kubectl(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1")]);
+            let first: serde_json::Value = serde_json::from_str(out.lines().next()?).ok()?;
+            (first["type"] == "ERROR").then_some(first)
+        },
+    );
+    assert_eq!(event["object"]["code"], 410, "{event}");
+    assert_eq!(event["object"]["reason"], "Expired", "{event}");
+    // A continue token from before the compaction is refused the same way.
+    let err = s.kubectl_err(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/configmaps?limit=1&continue={token}"),
+    ]);
+    assert!(
+        err.contains("Expired") || err.contains("410") || err.contains("too old"),
+        "{err}"
+    );
+    // The current state is intact.
+    assert_eq!(s.kubectl(&["get", "cm", "-o", "name"]).lines().count(), 20);
+}

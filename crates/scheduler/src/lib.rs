@@ -98,6 +98,9 @@ pub struct Config {
     /// Weight given to existing pods' *required* affinity terms that match the
     /// incoming pod when scoring (Kubernetes' hardPodAffinityWeight, default 1).
     pub hard_pod_affinity_weight: i64,
+    /// Whether lower-priority pods may be evicted to make room (Kubernetes'
+    /// DefaultPreemption plugin, enabled by default).
+    pub preemption: bool,
 }
 
 impl Default for Config {
@@ -106,6 +109,7 @@ impl Default for Config {
             strategy: Strategy::Spread,
             weights: Weights::default(),
             hard_pod_affinity_weight: 1,
+            preemption: true,
         }
     }
 }

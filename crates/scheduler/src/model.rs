@@ -354,7 +354,7 @@ impl AffinityTerm {
         pod: &PodInfo,
         ns_labels: &HashMap<String, Map<String, Value>>,
     ) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
+        let ns_ok = self.namespaces.contains(&pod.namespace)
             || self.ns_selector.as_ref().is_some_and(|s| {
                 let empty = Map::new();
                 s.matches(ns_labels.get(&pod.namespace).unwrap_or(&empty))

@@ -90,7 +90,9 @@ pub fn try_preempt(
     pod: &Value,
     config: &Config,
 ) -> Result<Preemption, String> {
-    let _ = config;
+    if !config.preemption {
+        return Err("preemption: disabled by configuration.".to_string());
+    }
     let info = PodInfo::parse(pod).map_err(|e| format!("preemption: invalid pod: {e}"))?;
     if info.preemption_never {
         return Err("preemption: not eligible due to preemptionPolicy=Never.".to_string());

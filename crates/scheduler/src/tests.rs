@@ -566,7 +566,7 @@ fn spread_strategy_prefers_emptiest_binpack_fullest() {
 fn allocation_scores() {
     // LeastAllocated on 4 cpu / 8Gi with 1 cpu / 2Gi requested: (75 + 75) / 2.
     let n = node("a", "4", "8Gi", json!({}));
-    let s = snap(&[n.clone()], &[]);
+    let s = snap(std::slice::from_ref(&n), &[]);
     let p = info(&pod("p", json!({"containers": req("1", "2Gi")})));
     let spec = spec_of(&n);
     assert_eq!(
@@ -845,6 +845,11 @@ fn preemption_skips_unresolvable_nodes_and_never_policy() {
     );
     assert!(preempt(&s, &never, &Config::default()).is_none());
     let ok = pod("p", json!({"containers": req("1", "0"), "priority": 100}));
+    let off = Config {
+        preemption: false,
+        ..Config::default()
+    };
+    assert!(preempt(&s, &ok, &off).is_none());
     assert_eq!(
         preempt(&s, &ok, &Config::default()).unwrap().1,
         vec!["default/v"]

@@ -20,6 +20,12 @@ pub struct Args {
     /// The store: `sqlite` (default, embedded in DATA_DIR) or `etcd://HOST:PORT[,HOST:PORT]`.
     #[arg(long)]
     store: Option<String>,
+    /// Revisions of history kept for watchers to resume from; older ones get 410 Gone.
+    #[arg(long, default_value_t = 10_000)]
+    history_revisions: i64,
+    /// Seconds between compactions of the store's history.
+    #[arg(long, default_value_t = 60)]
+    compaction_interval: u64,
 }
 
 /// Starts the server and serves until SIGINT or SIGTERM.
@@ -56,6 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             data_dir: data_dir.clone(),
             listen: args.listen,
             store,
+            history_revisions: args.history_revisions.max(0),
+            compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
         })
         .await
         .context("cannot start the API server")?;

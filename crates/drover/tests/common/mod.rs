@@ -25,11 +25,12 @@ pub fn drover_bin() -> &'static str {
     env!("CARGO_BIN_EXE_drover")
 }
 
-fn spawn(dir: &Path, listen: &str) -> (Child, String) {
+fn spawn(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(drover_bin())
         .args(["server", "--no-agent", "--data-dir"])
         .arg(dir)
         .args(["--listen", listen])
+        .args(extra)
         .env("DROVER_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -72,8 +73,13 @@ fn spawn(dir: &Path, listen: &str) -> (Child, String) {
 impl Server {
     /// Starts a server on a free port.
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server on a free port with extra `drover server` flags.
+    pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (child, addr) = spawn(dir.path(), "127.0.0.1:0");
+        let (child, addr) = spawn(dir.path(), "127.0.0.1:0", extra);
         let cache = dir.path().join("kubectl-cache");
         Server {
             child: Some(child),
@@ -100,7 +106,7 @@ impl Server {
     /// Starts the server again on the same data dir and address.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(self.dir.path(), &self.addr);
+        let (child, addr) = spawn(self.dir.path(), &self.addr, &[]);
         assert_eq!(addr, self.addr);
         self.child = Some(child);
     }
