@@ -270,3 +270,123 @@ fn compacted_history_answers_410_gone() {
     // The current state is intact.
     assert_eq!(s.kubectl(&["get", "cm", "-o", "name"]).lines().count(), 20);
 }
+
+#[test]
+fn every_supported_kubectl_minor_applies_reads_and_deletes() {
+    let s = Server::start();
+    for minor in ["29", "31", "33"] {
+        let bin = format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}");
+        let run = |args: &[&str], input: Option<&str>| {
+            use std::io::Write;
+            let mut child = s
+                .kubectl_bin_cmd(&bin, args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.unwrap_or("").as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "kubectl 1.{minor} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let ns = format!("v{minor}");
+        run(&["create", "namespace", &ns], None);
+        let manifest = |replicas: u32| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n"
+            )
+        };
+        run(&["apply", "-f", "-"], Some(&manifest(1)));
+        run(&["apply", "-f", "-"], Some(&manifest(2)));
+        run(&["scale", "-n", &ns, "deploy/web", "--replicas=4"], None);
+        assert_eq!(
+            run(
+                &[
+                    "get",
+                    "-n",
+                    &ns,
+                    "deploy",
+                    "web",
+                    "-o",
+                    "jsonpath={.spec.replicas}"
+                ],
+                None
+            ),
+            "4"
+        );
+        let table = run(&["get", "-n", &ns, "deploy"], None);
+        assert!(
+            table.starts_with("NAME") && table.contains("UP-TO-DATE"),
+            "1.{minor}: {table}"
+        );
+        let generated = run(
+            &["create", "-o", "name", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n  namespace: {ns}\n"
+            )),
+        );
+        assert!(
+            generated.trim().starts_with("configmap/gen-")
+                && generated.trim().len() == "configmap/gen-".len() + 5,
+            "{generated}"
+        );
+        run(&["delete", "namespace", &ns], None);
+        assert!(s.kubectl_output(&["get", "ns", &ns]).status.code() != Some(0));
+    }
+}
+
+#[test]
+fn deletecollection_removes_only_what_the_selector_matches() {
+    let s = Server::start();
+    for (name, tier) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        s.kubectl(&["create", "cm", name]);
+        s.kubectl(&["label", "cm", name, &format!("tier={tier}")]);
+    }
+    s.kubectl(&[
+        "delete",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dx",
+    ]);
+    assert_eq!(
+        s.kubectl(&["get", "cm", "-o", "name"]).trim(),
+        "configmap/c"
+    );
+}
+
+#[test]
+fn drover_kubeconfig_prints_what_the_server_wrote() {
+    let s = Server::start();
+    let out = std::process::Command::new(common::drover_bin())
+        .args(["kubeconfig", "--data-dir"])
+        .arg(s.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed, std::fs::read_to_string(s.kubeconfig()).unwrap());
+    assert!(
+        printed.contains(&s.url)
+            && printed.contains("certificate-authority-data")
+            && printed.contains(&s.token())
+    );
+    let missing = std::process::Command::new(common::drover_bin())
+        .args(["kubeconfig", "--data-dir", "/nonexistent/drover"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.starts_with("drover: cannot read") && !err.contains("panicked"),
+        "{err}"
+    );
+}
