@@ -142,6 +142,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         registry: RwLock::new(Registry::default()),
         crds: RwLock::new(Vec::new()),
         admin_token: creds.admin_token.clone(),
+        join_token: creds.join_token.clone(),
         address,
     });
     state
@@ -235,7 +236,9 @@ fn authenticated(state: &State, req: &Request<Incoming>) -> bool {
     let Some(token) = v.strip_prefix("Bearer ") else {
         return false;
     };
-    constant_time_eq(token.trim().as_bytes(), state.admin_token.as_bytes())
+    let token = token.trim().as_bytes();
+    constant_time_eq(token, state.admin_token.as_bytes())
+        | constant_time_eq(token, state.join_token.as_bytes())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

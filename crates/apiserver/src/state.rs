@@ -16,6 +16,9 @@ pub struct State {
     pub crds: RwLock<Vec<Value>>,
     /// The admin bearer token.
     pub admin_token: String,
+    /// The token node agents join with. Until per-node credentials exist (the multi-node
+    /// issue), it grants the same access as the admin token.
+    pub join_token: String,
     /// `host:port` clients reach the server at.
     pub address: String,
 }

@@ -390,3 +390,17 @@ fn drover_kubeconfig_prints_what_the_server_wrote() {
         "{err}"
     );
 }
+
+#[test]
+fn the_join_token_authenticates_agents_and_a_made_up_one_does_not() {
+    let s = Server::start();
+    let join = std::fs::read_to_string(s.dir.path().join("join-token")).unwrap();
+    let ok = s.kubectl_output(&["get", "nodes", "--token", join.trim()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = s.kubectl_output(&["get", "nodes", "--token", &format!("{}x", join.trim())]);
+    assert!(!bad.status.success());
+}
