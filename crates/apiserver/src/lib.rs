@@ -279,7 +279,7 @@ async fn route_and_serve(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let want = http::negotiate(accept.as_deref());
-    if req.method() != Method::GET && !matches!(route, Route::Resource(_)) {
+    if req.method() != Method::GET && !matches!(route, Route::Resource(_) | Route::NotFound) {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({path})"
         )));
@@ -323,7 +323,19 @@ async fn route_and_serve(
                 .map(|v| http::json(200, &v))
                 .ok_or_else(|| ApiError::no_route(&path))
         }
-        Route::OpenApiV2 => Err(ApiError::no_route(&path)),
+        // An empty OpenAPI v2 document (the empty protobuf message): kubectl asks for v2 when a
+        // kind is missing from v3 and, given a document, reports the kind as unknown rather than
+        // failing to download OpenAPI. Everything real is in v3.
+        Route::OpenApiV2 => {
+            let mut resp = ::http::Response::new(http::full(bytes::Bytes::new()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                ),
+            );
+            Ok(resp)
+        }
         Route::NotFound => Err(ApiError::no_route(&path)),
         Route::Resource(t) => serve_resource(state, *t, req, want).await,
     }

@@ -404,3 +404,19 @@ fn the_join_token_authenticates_agents_and_a_made_up_one_does_not() {
     let bad = s.kubectl_output(&["get", "nodes", "--token", &format!("{}x", join.trim())]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn a_custom_resource_before_its_crd_is_a_clear_not_found() {
+    let s = Server::start();
+    let out = s.kubectl_stdin_output(
+        &["apply", "-f", "-"],
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("failed to download openapi"), "{err}");
+    assert!(
+        err.contains("NotFound") || err.contains("no matches for kind"),
+        "{err}"
+    );
+}
