@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server and embedded store).
     Server(cmd::server::Args),
+    /// Run a benchmark scenario against a server started for it.
+    Bench(cmd::bench::Args),
     /// Print the admin kubeconfig.
     Kubeconfig {
         /// The server's data directory.
@@ -32,6 +34,7 @@ fn main() {
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(args),
         Command::Kubeconfig { data_dir } => cmd::kubeconfig::run(data_dir),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("drover: {e:#}");

@@ -20,6 +20,7 @@ mod resources;
 mod scores;
 mod snapshot;
 mod unschedulable;
+pub mod runner;
 
 use std::collections::BTreeMap;
 
