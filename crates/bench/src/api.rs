@@ -2,10 +2,10 @@
 //! clients, with watchers that must receive every event (fan-out delay).
 
 use crate::stats::{p50_p99, round2};
-use crate::{progress, BenchError, BenchServer};
+use crate::{BenchError, BenchServer, progress};
 use client::{ListParams, PostParams, Resource, WatchEvent};
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +23,10 @@ pub struct Options {
 const NS: &str = "bench";
 
 fn now_nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -36,15 +39,24 @@ pub async fn run(exe: &Path, opts: &Options) -> Result<Value, BenchError> {
     let client = server.client()?;
     let cm = Resource::CONFIGMAPS;
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
-    client.create(&Resource::NAMESPACES, None, &ns, &PostParams::default()).await?;
+    client
+        .create(&Resource::NAMESPACES, None, &ns, &PostParams::default())
+        .await?;
     let per_client = opts.objects.div_ceil(opts.clients.max(1));
     let total = per_client * opts.clients.max(1);
 
     // Watchers first, from the current revision, so each must see every create.
-    let rv = client.list(&cm, Some(NS), &ListParams::default()).await?.resource_version;
+    let rv = client
+        .list(&cm, Some(NS), &ListParams::default())
+        .await?
+        .resource_version;
     let mut watchers = Vec::new();
     for _ in 0..opts.watchers {
-        let mut stream = Box::pin(client.watch(&cm, Some(NS), &ListParams::default(), &rv).await?);
+        let mut stream = Box::pin(
+            client
+                .watch(&cm, Some(NS), &ListParams::default(), &rv)
+                .await?,
+        );
         watchers.push(tokio::spawn(async move {
             let mut delays = Vec::with_capacity(total);
             while delays.len() < total {
@@ -57,7 +69,12 @@ pub async fn run(exe: &Path, opts: &Options) -> Result<Value, BenchError> {
                         delays.push(now_nanos().saturating_sub(sent) as f64 / 1e6);
                     }
                     Ok(Some(Ok(_))) => {}
-                    other => return Err(format!("watch ended after {} of {total} events: {other:?}", delays.len())),
+                    other => {
+                        return Err(format!(
+                            "watch ended after {} of {total} events: {other:?}",
+                            delays.len()
+                        ));
+                    }
                 }
             }
             Ok(delays)
@@ -122,7 +139,11 @@ pub async fn run(exe: &Path, opts: &Options) -> Result<Value, BenchError> {
     }
     let mut delays = Vec::new();
     for w in watchers {
-        delays.extend(w.await.map_err(|e| BenchError::Watch(e.to_string()))?.map_err(BenchError::Watch)?);
+        delays.extend(
+            w.await
+                .map_err(|e| BenchError::Watch(e.to_string()))?
+                .map_err(BenchError::Watch)?,
+        );
     }
     let mut mutations: Vec<f64> = creates.iter().chain(updates.iter()).copied().collect();
     let (m50, m99) = p50_p99(&mut mutations);

@@ -1,9 +1,9 @@
 //! `drover bench footprint`: resident memory of an idle server, and what 1,000 pods add.
 
 use crate::stats::round2;
-use crate::{progress, BenchError, BenchServer};
+use crate::{BenchError, BenchServer, progress};
 use client::{PostParams, Resource};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +18,14 @@ pub async fn run(exe: &Path, pods: usize) -> Result<Value, BenchError> {
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": format!("p{i}"), "labels": {"app": "footprint"}},
             "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}});
-        client.create(&Resource::PODS, Some("default"), &pod, &PostParams::default()).await?;
+        client
+            .create(
+                &Resource::PODS,
+                Some("default"),
+                &pod,
+                &PostParams::default(),
+            )
+            .await?;
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -40,13 +40,22 @@ impl BenchServer {
     pub fn start(exe: &Path) -> Result<BenchServer, ServerError> {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(exe)
-            .args(["server", "--no-agent", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "server",
+                "--no-agent",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("DROVER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| ServerError::Spawn { exe: exe.into(), source })?;
+            .map_err(|source| ServerError::Spawn {
+                exe: exe.into(),
+                source,
+            })?;
         let stderr = child.stderr.take().ok_or(ServerError::NotReady)?;
         let mut reader = BufReader::new(stderr);
         let mut line = String::new();
@@ -67,7 +76,11 @@ impl BenchServer {
             }
         });
         let kubeconfig = dir.path().join("kubeconfig");
-        Ok(BenchServer { child, _dir: dir, kubeconfig })
+        Ok(BenchServer {
+            child,
+            _dir: dir,
+            kubeconfig,
+        })
     }
 
     /// A client for the server.

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server and embedded store).
     Server(cmd::server::Args),
+    /// Join a server as a node agent (hollow nodes with --simulate).
+    Agent(cmd::agent::Args),
     /// Run a benchmark scenario against a server started for it.
     Bench(cmd::bench::Args),
     /// Print the admin kubeconfig.
@@ -35,6 +37,7 @@ fn main() {
         Command::Server(args) => cmd::server::run(args),
         Command::Kubeconfig { data_dir } => cmd::kubeconfig::run(data_dir),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
     };
     if let Err(e) = result {
         eprintln!("drover: {e:#}");

@@ -13,14 +13,31 @@ fn run_bench(args: &[&str]) -> serde_json::Value {
         .arg(&json)
         .output()
         .unwrap();
-    assert!(out.status.success(), "drover bench {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "drover bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
 }
 
 #[test]
 fn api_scenario_reports_latencies_and_every_watch_event_arrives() {
-    let r = run_bench(&["api", "--objects", "60", "--clients", "3", "--watchers", "2"]);
-    for key in ["mutation_p50_ms", "mutation_p99_ms", "list_p99_ms", "watch_delay_p99_ms"] {
+    let r = run_bench(&[
+        "api",
+        "--objects",
+        "60",
+        "--clients",
+        "3",
+        "--watchers",
+        "2",
+    ]);
+    for key in [
+        "mutation_p50_ms",
+        "mutation_p99_ms",
+        "list_p99_ms",
+        "watch_delay_p99_ms",
+    ] {
         assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
     }
     assert_eq!(r["objects"], 60);

@@ -6,9 +6,9 @@
 //! default profile's order, stopping at the first rejection per node), then weighted
 //! score plugins normalized to 0–100. No I/O, no clock, no randomness: ties between
 //! equally good nodes are broken by a hash of the pod and node names, which spreads
-//! like Kubernetes' random choice but stays reproducible. Binding, the queue and the
-//! watch loop live in the caller, which keeps the snapshot current with the
-//! incremental `add_*`/`remove_*` methods.
+//! like Kubernetes' random choice but stays reproducible. The only I/O lives in
+//! [`runner`]: the watch loop, the scheduling queue and binding, which keep the
+//! snapshot current with the incremental `add_*`/`remove_*` methods.
 #![forbid(unsafe_code)]
 
 mod error;
@@ -17,10 +17,10 @@ mod model;
 mod preempt;
 mod quantity;
 mod resources;
+pub mod runner;
 mod scores;
 mod snapshot;
 mod unschedulable;
-pub mod runner;
 
 use std::collections::BTreeMap;
 

@@ -163,11 +163,7 @@ fn node_name(pod: &Value) -> Option<&str> {
 fn node_view(node: &Value) -> Value {
     let conditions: Vec<Value> = node["status"]["conditions"]
         .as_array()
-        .map(|cs| {
-            cs.iter()
-                .map(|c| json!([c["type"], c["status"]]))
-                .collect()
-        })
+        .map(|cs| cs.iter().map(|c| json!([c["type"], c["status"]])).collect())
         .unwrap_or_default();
     json!({
         "labels": node["metadata"]["labels"],
@@ -484,26 +480,31 @@ async fn schedule_one(ctx: &Arc<Ctx>, key: String) {
                 if let Some(p) = &nominate {
                     preempt(&ctx, &pod, p).await;
                 }
-                report_unschedulable(&ctx, &pod, &message, nominate.as_ref().map(|p| p.node.as_str()))
-                    .await;
+                report_unschedulable(
+                    &ctx,
+                    &pod,
+                    &message,
+                    nominate.as_ref().map(|p| p.node.as_str()),
+                )
+                .await;
             });
         }
     }
 }
 
-async fn bind(ctx: &Ctx, key: &str, pod: &Value, node: &str) {
+async fn bind(ctx: &Arc<Ctx>, key: &str, pod: &Value, node: &str) {
     let (ns, name) = split_key(key);
     match ctx.client.bind(ns, name, node).await {
         Ok(_) => {
             ctx.queue.done(key);
-            ctx.recorder
-                .pod_event(
-                    pod,
-                    "Normal",
-                    "Scheduled",
-                    &format!("Successfully assigned {key} to {node}"),
-                )
-                .await;
+            // The event is written off the binding path, so it never holds a slot.
+            let (ctx, pod) = (ctx.clone(), pod.clone());
+            let message = format!("Successfully assigned {key} to {node}");
+            tokio::spawn(async move {
+                ctx.recorder
+                    .pod_event(&pod, "Normal", "Scheduled", &message)
+                    .await;
+            });
         }
         Err(e) if e.is_conflict() || e.is_not_found() => {
             // Bound by another scheduler, or deleted: the watch tells the rest.
@@ -588,7 +589,13 @@ async fn report_unschedulable(ctx: &Ctx, pod: &Value, message: &str, nominated: 
         let patch = Patch::Strategic(json!({ "status": status }));
         if let Err(e) = ctx
             .client
-            .patch_status(&Resource::PODS, Some(ns), name, &patch, &PatchParams::default())
+            .patch_status(
+                &Resource::PODS,
+                Some(ns),
+                name,
+                &patch,
+                &PatchParams::default(),
+            )
             .await
             && !e.is_not_found()
         {
@@ -686,7 +693,10 @@ mod tests {
         let mut st = State::default();
         st.apply_node(&node("n1", "4"));
         let e = st.apply_pod(&pod("a", Some("n1")), &q, DEFAULT_SCHEDULER_NAME);
-        assert!(e.move_all, "a pod bound by someone else is a cluster change");
+        assert!(
+            e.move_all,
+            "a pod bound by someone else is a cluster change"
+        );
         assert!(st.forget_pod("ns/a", &q).move_all);
         assert!(!st.forget_pod("ns/a", &q).move_all);
         // A relist without the pod forgets it too.

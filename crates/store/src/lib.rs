@@ -10,12 +10,14 @@
 #[cfg(any(test, feature = "conformance"))]
 #[allow(clippy::unwrap_used, clippy::panic)]
 pub mod conformance;
+mod etcd;
 mod sqlite;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use std::sync::Arc;
 
+pub use etcd::{DEFAULT_PREFIX, EtcdStore};
 pub use sqlite::SqliteStore;
 
 /// A global store revision (etcd's `revision`, Kubernetes' `resourceVersion`).

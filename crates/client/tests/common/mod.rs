@@ -32,7 +32,13 @@ pub fn drover_bin() -> PathBuf {
 
 fn spawn(dir: &Path, listen: &str) -> (Child, String) {
     let mut child = Command::new(drover_bin())
-        .args(["server", "--no-agent", "--data-dir"])
+        .args([
+            "server",
+            "--no-agent",
+            "--no-scheduler",
+            "--no-controllers",
+            "--data-dir",
+        ])
         .arg(dir)
         .args(["--listen", listen])
         .env("DROVER_LOG", "warn")

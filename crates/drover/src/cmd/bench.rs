@@ -37,7 +37,8 @@ pub struct Args {
 
 /// Runs the scenario and reports.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the drover executable to start a server")?;
+    let exe =
+        std::env::current_exe().context("cannot find the drover executable to start a server")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,7 +46,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = runtime.block_on(async {
         match args.scenario {
             Scenario::Api => {
-                let opts = bench::api::Options { clients: args.clients, watchers: args.watchers, objects: args.objects };
+                let opts = bench::api::Options {
+                    clients: args.clients,
+                    watchers: args.watchers,
+                    objects: args.objects,
+                };
                 bench::api::run(&exe, &opts).await
             }
             Scenario::Footprint => bench::footprint::run(&exe, args.pods).await,

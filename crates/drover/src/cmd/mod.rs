@@ -1,5 +1,6 @@
 //! One module per CLI verb.
 
+pub mod agent;
 pub mod bench;
 pub mod kubeconfig;
 pub mod server;

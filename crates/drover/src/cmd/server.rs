@@ -23,6 +23,15 @@ pub struct Args {
     /// Revisions of history kept for watchers to resume from; older ones get 410 Gone.
     #[arg(long, default_value_t = 10_000)]
     history_revisions: i64,
+    /// Bin-pack pods onto the fewest nodes instead of spreading them (Swarm's "binpack").
+    #[arg(long)]
+    binpack: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    no_scheduler: bool,
+    /// Do not run the controllers (ReplicaSet, Deployment, ...) in this process.
+    #[arg(long)]
+    no_controllers: bool,
     /// Seconds between compactions of the store's history.
     #[arg(long, default_value_t = 60)]
     compaction_interval: u64,
@@ -41,22 +50,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let _ = args.no_agent; // The node agent arrives with its own issue; nothing runs here yet.
+    // The runtime comes first: the etcd client's connections live on it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let store: store::SharedStore = match args.store.as_deref() {
         None | Some("sqlite") => Arc::new(
             store::SqliteStore::open(data_dir.join("state.db"))
                 .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
         ),
         Some(other) if other.starts_with("etcd://") => {
-            bail!(
-                "the etcd store ({other}) is not available in this build yet; use the embedded store (omit --store)"
-            )
+            let endpoints: Vec<String> = other["etcd://".len()..]
+                .split(',')
+                .map(|e| e.trim().trim_end_matches('/').to_string())
+                .filter(|e| !e.is_empty())
+                .collect();
+            if endpoints.is_empty() {
+                bail!(
+                    "--store {other:?} names no etcd endpoint: use `etcd://HOST:PORT[,HOST:PORT]`"
+                );
+            }
+            let connected =
+                runtime.block_on(store::EtcdStore::connect(&endpoints, store::DEFAULT_PREFIX));
+            // "cannot reach etcd at H:P: why" is the whole sentence; no "database error:".
+            Arc::new(connected.map_err(|e| match e {
+                store::StoreError::Database(m) => anyhow::anyhow!(m),
+                e => e.into(),
+            })?)
         }
         Some(other) => bail!("unknown store {other:?}: use `sqlite` or `etcd://HOST:PORT`"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let running = apiserver::start(apiserver::Config {
             data_dir: data_dir.clone(),
@@ -68,6 +92,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("cannot start the API server")?;
         tracing::info!(addr = %running.addr, "API server ready");
+        // The control loops are API clients like any other, over loopback HTTPS.
+        if !args.no_scheduler {
+            let client = client::Client::from_kubeconfig_str(&running.kubeconfig)
+                .context("cannot make the in-process API client")?;
+            let config = scheduler::Config {
+                strategy: if args.binpack {
+                    scheduler::Strategy::Binpack
+                } else {
+                    scheduler::Strategy::Spread
+                },
+                ..Default::default()
+            };
+            tokio::spawn(scheduler::runner::run(client, config));
+        }
+        if !args.no_controllers {
+            let client = client::Client::from_kubeconfig_str(&running.kubeconfig)
+                .context("cannot make the in-process API client")?;
+            tokio::spawn(controllers::run(client, controllers::Options::default()));
+        }
         eprintln!(
             "drover: serving the Kubernetes API on https://{}\n  export KUBECONFIG={}",
             running.addr,

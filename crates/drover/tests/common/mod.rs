@@ -18,6 +18,8 @@ pub struct Server {
     pub addr: String,
     /// kubectl's discovery cache for this server.
     cache: PathBuf,
+    /// The extra `drover server` flags, repeated on restart (e.g. `--store etcd://...`).
+    extra: Vec<String>,
 }
 
 /// The path of the drover binary cargo built for these tests.
@@ -71,13 +73,25 @@ fn spawn(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String) {
 }
 
 impl Server {
-    /// Starts a server on a free port.
+    /// Starts the API server alone on a free port: no scheduler, no controllers, so that
+    /// stored objects stay exactly as the test wrote them.
     pub fn start() -> Server {
         Self::start_with(&[])
     }
 
-    /// Starts a server on a free port with extra `drover server` flags.
+    /// Starts the API server alone with extra `drover server` flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        let mut flags = vec!["--no-scheduler", "--no-controllers"];
+        flags.extend_from_slice(extra);
+        Self::launch(&flags)
+    }
+
+    /// Starts a whole control plane: API server, scheduler and controllers.
+    pub fn start_cluster() -> Server {
+        Self::launch(&[])
+    }
+
+    fn launch(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let (child, addr) = spawn(dir.path(), "127.0.0.1:0", extra);
         let cache = dir.path().join("kubectl-cache");
@@ -87,6 +101,7 @@ impl Server {
             addr,
             dir,
             cache,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -103,10 +118,11 @@ impl Server {
         }
     }
 
-    /// Starts the server again on the same data dir and address.
+    /// Starts the server again on the same data dir, address and flags.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(self.dir.path(), &self.addr, &[]);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (child, addr) = spawn(self.dir.path(), &self.addr, &extra);
         assert_eq!(addr, self.addr);
         self.child = Some(child);
     }

@@ -25,6 +25,9 @@ pub(crate) fn now_rfc3339() -> String {
 /// Beyond this many remembered events the correlation map is cleared (memory bound).
 const MAX_REMEMBERED: usize = 4096;
 
+/// (namespace, involved uid or name, reason, message): what makes two events "the same".
+type EventId = (String, String, String, String);
+
 /// Writes Events for one component (`source.component`, `reportingComponent`).
 #[derive(Debug)]
 pub(crate) struct Recorder {
@@ -32,7 +35,7 @@ pub(crate) struct Recorder {
     component: String,
     instance: String,
     /// (namespace, involved uid or name, reason, message) → (event name, count).
-    seen: Mutex<HashMap<(String, String, String, String), (String, i64)>>,
+    seen: Mutex<HashMap<EventId, (String, i64)>>,
 }
 
 impl Recorder {
@@ -114,11 +117,13 @@ impl Recorder {
             .await
         {
             Ok(_) => self.remember(id, event_name, 1),
-            Err(e) => tracing::debug!(error = %e, "could not record event {reason} for {ns}/{name}"),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not record event {reason} for {ns}/{name}")
+            }
         }
     }
 
-    fn remember(&self, id: (String, String, String, String), name: String, count: i64) {
+    fn remember(&self, id: EventId, name: String, count: i64) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.len() >= MAX_REMEMBERED {
             seen.clear();
@@ -136,6 +141,8 @@ mod tests {
         let t = now_rfc3339();
         assert_eq!(t.len(), 20, "{t}");
         assert!(t.ends_with('Z'));
-        assert!(time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok()
+        );
     }
 }

@@ -116,18 +116,19 @@ impl Inner {
         }
     }
 
-    fn to_active(&mut self, key: &str) {
+    fn make_active(&mut self, key: &str) {
         self.unlink(key);
         self.seq += 1;
         let seq = self.seq;
         if let Some(e) = self.entries.get_mut(key) {
             e.place = Place::Active;
             e.seq = seq;
-            self.active.insert((Reverse(e.priority), seq, key.to_string()));
+            self.active
+                .insert((Reverse(e.priority), seq, key.to_string()));
         }
     }
 
-    fn to_backoff_or_active(&mut self, key: &str, config: &QueueConfig, now: Instant) {
+    fn make_backoff_or_active(&mut self, key: &str, config: &QueueConfig, now: Instant) {
         let ready = match self.entries.get(key) {
             Some(e) => e
                 .last_failure
@@ -136,7 +137,7 @@ impl Inner {
             None => return,
         };
         if ready <= now {
-            self.to_active(key);
+            self.make_active(key);
             return;
         }
         self.unlink(key);
@@ -153,13 +154,13 @@ impl Inner {
             if t > now {
                 break;
             }
-            self.to_active(&key);
+            self.make_active(&key);
         }
         while let Some((since, key)) = self.unschedulable.first().cloned() {
             if since + config.max_unschedulable > now {
                 break;
             }
-            self.to_backoff_or_active(&key, config, now);
+            self.make_backoff_or_active(&key, config, now);
         }
         let b = self.backoff.first().map(|(t, _)| *t);
         let u = self
@@ -220,17 +221,17 @@ impl SchedulingQueue {
                         updated_in_flight: false,
                     },
                 );
-                inner.to_active(key);
+                inner.make_active(key);
             }
             Some(e) => match e.place {
                 Place::InFlight => e.updated_in_flight = true,
                 Place::Unschedulable(_) => {
                     e.priority = priority;
-                    inner.to_backoff_or_active(key, &self.config, now);
+                    inner.make_backoff_or_active(key, &self.config, now);
                 }
                 Place::Active if e.priority != priority => {
                     e.priority = priority;
-                    inner.to_active(key);
+                    inner.make_active(key);
                 }
                 Place::Active | Place::Backoff(_) => e.priority = priority,
             },
@@ -304,7 +305,7 @@ impl SchedulingQueue {
         e.attempts = e.attempts.saturating_add(1);
         e.last_failure = Some(now);
         if e.popped_cycle < cycle || e.updated_in_flight {
-            inner.to_backoff_or_active(key, &self.config, now);
+            inner.make_backoff_or_active(key, &self.config, now);
         } else {
             e.place = Place::Unschedulable(now);
             inner.unschedulable.insert((now, key.to_string()));
@@ -326,7 +327,7 @@ impl SchedulingQueue {
         }
         e.attempts = e.attempts.saturating_add(1);
         e.last_failure = Some(now);
-        inner.to_backoff_or_active(key, &self.config, now);
+        inner.make_backoff_or_active(key, &self.config, now);
         drop(inner);
         self.notify.notify_one();
     }
@@ -340,7 +341,7 @@ impl SchedulingQueue {
         inner.move_cycle += 1;
         let keys: Vec<String> = inner.unschedulable.iter().map(|(_, k)| k.clone()).collect();
         for k in keys {
-            inner.to_backoff_or_active(&k, &self.config, now);
+            inner.make_backoff_or_active(&k, &self.config, now);
         }
         drop(inner);
         self.notify.notify_one();
@@ -421,7 +422,10 @@ mod tests {
         assert_eq!(pop_within(&q, Duration::from_secs(200)).await, None);
         q.move_all();
         // The 1 s back-off is long over: retried at once.
-        assert_eq!(pop_within(&q, Duration::from_millis(1)).await.unwrap(), "ns/a");
+        assert_eq!(
+            pop_within(&q, Duration::from_millis(1)).await.unwrap(),
+            "ns/a"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -458,7 +462,10 @@ mod tests {
         q.unschedulable(&k);
         assert_eq!(q.num_unschedulable(), 0);
         let start = Instant::now();
-        assert_eq!(pop_within(&q, Duration::from_secs(5)).await.unwrap(), "ns/a");
+        assert_eq!(
+            pop_within(&q, Duration::from_secs(5)).await.unwrap(),
+            "ns/a"
+        );
         assert_eq!(Instant::now() - start, Duration::from_secs(1));
     }
 
@@ -469,7 +476,10 @@ mod tests {
         let k = q.pop().await.unwrap();
         let start = Instant::now();
         q.unschedulable(&k);
-        assert_eq!(pop_within(&q, Duration::from_secs(400)).await.unwrap(), "ns/a");
+        assert_eq!(
+            pop_within(&q, Duration::from_secs(400)).await.unwrap(),
+            "ns/a"
+        );
         assert_eq!(Instant::now() - start, Duration::from_secs(300));
     }
 
@@ -481,7 +491,10 @@ mod tests {
         q.unschedulable(&k);
         tokio::time::advance(Duration::from_secs(30)).await;
         q.add("ns/a", 0);
-        assert_eq!(pop_within(&q, Duration::from_millis(1)).await.unwrap(), "ns/a");
+        assert_eq!(
+            pop_within(&q, Duration::from_millis(1)).await.unwrap(),
+            "ns/a"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,575 @@
+//! The I/O side: reflector caches, event handlers that enqueue `namespace/name` keys,
+//! workers that run the pure planners and apply their writes.
+
+use crate::deployment::{self, RsWrite};
+use crate::expectations::Expectations;
+use crate::replicaset::{self, ReplicaKind};
+use crate::util::{self, controller_ref};
+use crate::{Error, Options};
+use client::{
+    Client, DeleteParams, Event, ListParams, ObjectKey, Patch, PatchParams, PostParams, Resource,
+    Store, WorkQueue,
+};
+use futures::{Stream, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+const NS_INDEX: &str = "namespace";
+const OWNER_INDEX: &str = "controller-uid";
+
+/// `v1` replication controllers (not among the client's built-ins).
+fn rc_resource() -> Resource {
+    Resource::new(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        true,
+    )
+}
+
+fn now() -> util::Time {
+    time::OffsetDateTime::now_utc()
+}
+
+/// Everything the workers share.
+struct Ctx {
+    client: Client,
+    pods: Store,
+    rss: Store,
+    rcs: Store,
+    deploys: Store,
+    rs_queue: WorkQueue<ObjectKey>,
+    rc_queue: WorkQueue<ObjectKey>,
+    d_queue: WorkQueue<ObjectKey>,
+    rs_exp: Mutex<Expectations>,
+    rc_exp: Mutex<Expectations>,
+}
+
+impl Ctx {
+    fn store(&self, kind: ReplicaKind) -> &Store {
+        match kind {
+            ReplicaKind::ReplicaSet => &self.rss,
+            ReplicaKind::ReplicationController => &self.rcs,
+        }
+    }
+    fn queue(&self, kind: ReplicaKind) -> &WorkQueue<ObjectKey> {
+        match kind {
+            ReplicaKind::ReplicaSet => &self.rs_queue,
+            ReplicaKind::ReplicationController => &self.rc_queue,
+        }
+    }
+    fn exp(&self, kind: ReplicaKind) -> std::sync::MutexGuard<'_, Expectations> {
+        match kind {
+            ReplicaKind::ReplicaSet => &self.rs_exp,
+            ReplicaKind::ReplicationController => &self.rc_exp,
+        }
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+    }
+    fn resource(kind: ReplicaKind) -> Resource {
+        match kind {
+            ReplicaKind::ReplicaSet => Resource::REPLICASETS,
+            ReplicaKind::ReplicationController => rc_resource(),
+        }
+    }
+}
+
+fn indexed(
+    client: &Client,
+    resource: Resource,
+) -> (
+    Store,
+    impl Stream<Item = Result<Event, client::Error>> + Send + 'static,
+) {
+    let (store, mut writer) = client::store();
+    writer.add_index(NS_INDEX, |o| {
+        api::meta::namespace(o)
+            .map(|n| vec![n.to_string()])
+            .unwrap_or_default()
+    });
+    writer.add_index(OWNER_INDEX, |o| {
+        controller_ref(o)
+            .and_then(|r| r["uid"].as_str())
+            .map(|u| vec![u.to_string()])
+            .unwrap_or_default()
+    });
+    let events = client::watcher(client.clone(), resource, None, ListParams::default());
+    (store, client::reflect(writer, events))
+}
+
+fn key_of(o: &Value) -> Option<ObjectKey> {
+    ObjectKey::from_object(o)
+}
+
+/// Runs the ReplicaSet, ReplicationController and Deployment controllers.
+pub async fn run(client: Client, options: Options) {
+    let (pods, pod_events) = indexed(&client, Resource::PODS);
+    let (rss, rs_events) = indexed(&client, Resource::REPLICASETS);
+    let (rcs, rc_events) = indexed(&client, rc_resource());
+    let (deploys, d_events) = indexed(&client, Resource::DEPLOYMENTS);
+    let ctx = Arc::new(Ctx {
+        client,
+        pods,
+        rss,
+        rcs,
+        deploys,
+        rs_queue: WorkQueue::new(),
+        rc_queue: WorkQueue::new(),
+        d_queue: WorkQueue::new(),
+        rs_exp: Mutex::default(),
+        rc_exp: Mutex::default(),
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(drive(pod_events, ctx.clone(), on_pod));
+    tasks.spawn(drive(rs_events, ctx.clone(), |c, e| {
+        on_owner(c, e, ReplicaKind::ReplicaSet)
+    }));
+    tasks.spawn(drive(rc_events, ctx.clone(), |c, e| {
+        on_owner(c, e, ReplicaKind::ReplicationController)
+    }));
+    tasks.spawn(drive(d_events, ctx.clone(), on_deployment));
+    {
+        let ctx = ctx.clone();
+        let every = options.resync.max(Duration::from_secs(1));
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for k in ctx.rss.keys() {
+                    ctx.rs_queue.add(k);
+                }
+                for k in ctx.rcs.keys() {
+                    ctx.rc_queue.add(k);
+                }
+                for k in ctx.deploys.keys() {
+                    ctx.d_queue.add(k);
+                }
+            }
+        });
+    }
+    // Workers start once the caches hold a full list: before that, absence means nothing.
+    // The ReplicationController cache is not awaited: a server without that resource
+    // must not stop the others.
+    ctx.pods.wait_until_ready().await;
+    ctx.rss.wait_until_ready().await;
+    ctx.deploys.wait_until_ready().await;
+    for _ in 0..options.workers.max(1) {
+        let c = ctx.clone();
+        tasks.spawn(work(c.rs_queue.clone(), c, |c, k| {
+            sync_replicas(c, k, ReplicaKind::ReplicaSet)
+        }));
+        let c = ctx.clone();
+        tasks.spawn(work(c.rc_queue.clone(), c, |c, k| {
+            sync_replicas(c, k, ReplicaKind::ReplicationController)
+        }));
+        let c = ctx.clone();
+        tasks.spawn(work(c.d_queue.clone(), c, sync_deployment));
+    }
+    // The JoinSet aborts every task when this future is dropped.
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn drive<S>(events: S, ctx: Arc<Ctx>, handle: impl Fn(&Ctx, &Event) + Send + 'static)
+where
+    S: Stream<Item = Result<Event, client::Error>> + Send + 'static,
+{
+    let mut events = std::pin::pin!(events);
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(e) => handle(&ctx, &e),
+            Err(e) => tracing::debug!(error = %e, "watch failed; the watcher retries"),
+        }
+    }
+}
+
+async fn work<F, Fut>(queue: WorkQueue<ObjectKey>, ctx: Arc<Ctx>, sync: F)
+where
+    F: Fn(Arc<Ctx>, ObjectKey) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Option<Duration>, Error>> + Send,
+{
+    while let Some(lease) = queue.get().await {
+        let key = lease.key().clone();
+        match sync(ctx.clone(), key.clone()).await {
+            Ok(after) => {
+                queue.forget(&key);
+                if let Some(d) = after {
+                    queue.add_after(key, d);
+                }
+            }
+            Err(e) => {
+                tracing::info!(key = %key, error = %e, "sync failed; retrying");
+                queue.add_rate_limited(key);
+            }
+        }
+        drop(lease);
+    }
+}
+
+/// Enqueues the owner of a pod, or for an orphan every owner whose selector matches.
+fn on_pod(ctx: &Ctx, ev: &Event) {
+    let pods = match ev {
+        Event::Restarted(_) => {
+            for k in ctx.rss.keys() {
+                ctx.rs_queue.add(k);
+            }
+            for k in ctx.rcs.keys() {
+                ctx.rc_queue.add(k);
+            }
+            return;
+        }
+        Event::Applied(p) | Event::Deleted(p) => p,
+    };
+    let ns = api::meta::namespace(pods);
+    match controller_ref(pods) {
+        Some(r) => {
+            let kind = match r["kind"].as_str() {
+                Some("ReplicaSet") => ReplicaKind::ReplicaSet,
+                Some("ReplicationController") => ReplicaKind::ReplicationController,
+                _ => return,
+            };
+            let key = ObjectKey::new(ns, r["name"].as_str().unwrap_or_default());
+            if let Event::Deleted(p) = ev {
+                ctx.exp(kind)
+                    .observe_deleted(&key, util::name(p), util::uid(p));
+                // A Recreate rollout waits for old pods to be gone.
+                if let Some(rs) = ctx.store(kind).get(&key)
+                    && let Some(d) = controller_ref(&rs).filter(|d| d["kind"] == "Deployment")
+                {
+                    ctx.d_queue
+                        .add(ObjectKey::new(ns, d["name"].as_str().unwrap_or_default()));
+                }
+            }
+            ctx.queue(kind).add(key);
+        }
+        None => {
+            let labels = api::meta::labels(pods);
+            for kind in [ReplicaKind::ReplicaSet, ReplicaKind::ReplicationController] {
+                for o in ctx.store(kind).by_index(NS_INDEX, ns.unwrap_or_default()) {
+                    if kind.selector(&o).matches(&labels)
+                        && let Some(k) = key_of(&o)
+                    {
+                        ctx.queue(kind).add(k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// ReplicaSet / ReplicationController events: the owner itself, and its Deployment.
+fn on_owner(ctx: &Ctx, ev: &Event, kind: ReplicaKind) {
+    let o = match ev {
+        Event::Restarted(list) => {
+            for o in list {
+                if let Some(k) = key_of(o) {
+                    ctx.queue(kind).add(k);
+                }
+            }
+            if kind == ReplicaKind::ReplicaSet {
+                for k in ctx.deploys.keys() {
+                    ctx.d_queue.add(k);
+                }
+            }
+            return;
+        }
+        Event::Applied(o) | Event::Deleted(o) => o,
+    };
+    let Some(key) = key_of(o) else { return };
+    if matches!(ev, Event::Deleted(_)) {
+        ctx.exp(kind).remove(&key);
+    }
+    ctx.queue(kind).add(key.clone());
+    if kind != ReplicaKind::ReplicaSet {
+        return;
+    }
+    match controller_ref(o) {
+        Some(r) if r["kind"] == "Deployment" => ctx.d_queue.add(ObjectKey::new(
+            key.ns(),
+            r["name"].as_str().unwrap_or_default(),
+        )),
+        Some(_) => {}
+        None => {
+            let labels = api::meta::labels(o);
+            for d in ctx.deploys.by_index(NS_INDEX, key.ns().unwrap_or_default()) {
+                if util::selector(&d["spec"]["selector"]).matches(&labels)
+                    && let Some(k) = key_of(&d)
+                {
+                    ctx.d_queue.add(k);
+                }
+            }
+        }
+    }
+}
+
+fn on_deployment(ctx: &Ctx, ev: &Event) {
+    match ev {
+        Event::Restarted(list) => {
+            for o in list {
+                if let Some(k) = key_of(o) {
+                    ctx.d_queue.add(k);
+                }
+            }
+        }
+        Event::Applied(o) | Event::Deleted(o) => {
+            if let Some(k) = key_of(o) {
+                ctx.d_queue.add(k);
+            }
+        }
+    }
+}
+
+/// Sets (`add`) or removes our controller reference on a dependent, guarded by its UID
+/// and resourceVersion so a concurrent change makes the patch fail rather than be lost.
+async fn set_owner(
+    ctx: &Ctx,
+    resource: &Resource,
+    obj: &Value,
+    owner_ref: Option<Value>,
+    owner_uid: &str,
+) -> Result<(), Error> {
+    let mut refs: Vec<Value> = obj["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
+    if let Some(r) = owner_ref {
+        refs.push(r);
+    }
+    let mut ops = vec![
+        json!({"op": "test", "path": "/metadata/uid", "value": util::uid(obj)}),
+        json!({"op": "test", "path": "/metadata/resourceVersion",
+               "value": api::meta::resource_version(obj).unwrap_or_default()}),
+    ];
+    ops.push(if refs.is_empty() {
+        json!({"op": "remove", "path": "/metadata/ownerReferences"})
+    } else {
+        json!({"op": "add", "path": "/metadata/ownerReferences", "value": refs})
+    });
+    match ctx
+        .client
+        .patch(
+            resource,
+            api::meta::namespace(obj),
+            util::name(obj),
+            &Patch::Json(Value::Array(ops)),
+            &PatchParams::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One sync of a ReplicaSet or ReplicationController.
+async fn sync_replicas(
+    ctx: Arc<Ctx>,
+    key: ObjectKey,
+    kind: ReplicaKind,
+) -> Result<Option<Duration>, Error> {
+    let Some(owner) = ctx.store(kind).get(&key) else {
+        ctx.exp(kind).remove(&key);
+        return Ok(None);
+    };
+    let ns = key.ns().unwrap_or_default();
+    let pods = ctx.pods.by_index(NS_INDEX, ns);
+    let related: Vec<Arc<Value>> = match controller_ref(&owner) {
+        Some(d) if d["kind"] == "Deployment" => ctx
+            .rss
+            .by_index(OWNER_INDEX, d["uid"].as_str().unwrap_or_default())
+            .iter()
+            .filter(|rs| util::uid(rs) != util::uid(&owner))
+            .flat_map(|rs| ctx.pods.by_index(OWNER_INDEX, util::uid(rs)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let may_manage = {
+        let names: HashMap<&str, &Value> = pods.iter().map(|p| (util::name(p), &**p)).collect();
+        let uids: HashMap<&str, &Value> = pods.iter().map(|p| (util::uid(p), &**p)).collect();
+        let by_name = |n: &str| names.get(n).copied();
+        let by_uid = |u: &str| uids.get(u).copied();
+        ctx.exp(kind)
+            .satisfied(&key, by_name, by_uid, Instant::now())
+    };
+    let plan = replicaset::plan(kind, &owner, &pods, &related, may_manage);
+    let my_ref = util::owner_ref(kind.api_version(), kind.kind(), &owner);
+    for p in &plan.adopt {
+        set_owner(
+            &ctx,
+            &Resource::PODS,
+            p,
+            Some(my_ref.clone()),
+            util::uid(&owner),
+        )
+        .await?;
+    }
+    for p in &plan.release {
+        set_owner(&ctx, &Resource::PODS, p, None, util::uid(&owner)).await?;
+    }
+    let mut manage_error = None;
+    if plan.create > 0 {
+        let template = replicaset::pod_from_template(kind, &owner);
+        let pp = PostParams::default();
+        // slowStartBatch: 1, 2, 4, ... creations at once, stopping at the first failure,
+        // so a quota or admission error costs one request, not hundreds.
+        let mut left = plan.create;
+        let mut batch = 1;
+        while left > 0 && manage_error.is_none() {
+            let n = batch.min(left);
+            let results = futures::future::join_all(
+                (0..n).map(|_| ctx.client.create(&Resource::PODS, Some(ns), &template, &pp)),
+            )
+            .await;
+            let mut names = Vec::new();
+            for r in results {
+                match r {
+                    Ok(p) => names.push(util::name(&p).to_string()),
+                    Err(e) => manage_error = Some(e.to_string()),
+                }
+            }
+            ctx.exp(kind).expect_creations(&key, names, Instant::now());
+            left -= n;
+            batch *= 2;
+        }
+    }
+    if !plan.delete.is_empty() {
+        ctx.exp(kind).expect_deletions(
+            &key,
+            plan.delete.iter().map(|p| util::uid(p).to_string()),
+            Instant::now(),
+        );
+        let results = futures::future::join_all(plan.delete.iter().map(|p| {
+            let dp = DeleteParams {
+                precondition_uid: Some(util::uid(p).to_string()),
+                ..Default::default()
+            };
+            let name = util::name(p).to_string();
+            let c = ctx.client.clone();
+            async move { c.delete(&Resource::PODS, Some(ns), &name, &dp).await }
+        }))
+        .await;
+        for r in results {
+            if let Err(e) = r
+                && !e.is_not_found()
+            {
+                manage_error = Some(e.to_string());
+            }
+        }
+    }
+    let t = now();
+    let status = replicaset::status(&owner, &plan.claimed, manage_error.as_deref(), t);
+    if replicaset::status_differs(&owner, &status) {
+        write_status(&ctx, &Ctx::resource(kind), &owner, status).await?;
+    }
+    if let Some(e) = manage_error {
+        return Err(Error::Manage(e));
+    }
+    Ok(replicaset::requeue_for_availability(
+        &owner,
+        &plan.claimed,
+        t,
+    ))
+}
+
+/// Writes `status` through the status subresource, re-reading once on a conflict.
+async fn write_status(ctx: &Ctx, r: &Resource, obj: &Value, status: Value) -> Result<(), Error> {
+    let ns = api::meta::namespace(obj);
+    let name = util::name(obj);
+    let mut o = obj.clone();
+    for attempt in 0..2 {
+        o["status"] = status.clone();
+        match ctx
+            .client
+            .replace_status(r, ns, name, &o, &PostParams::default())
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_conflict() && attempt == 0 => {
+                o = ctx.client.get(r, ns, name).await?;
+                // The spec moved on: let the next sync compute a fresh status.
+                if o["metadata"]["generation"] != obj["metadata"]["generation"] {
+                    return Err(e.into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// One sync of a Deployment.
+async fn sync_deployment(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>, Error> {
+    let Some(d) = ctx.deploys.get(&key) else {
+        return Ok(None);
+    };
+    let ns = key.ns().unwrap_or_default();
+    let rss = ctx.rss.by_index(NS_INDEX, ns);
+    let pods = ctx.pods.by_index(NS_INDEX, ns);
+    let plan = deployment::plan(&d, &rss, &pods, now());
+    let my_ref = util::owner_ref("apps/v1", "Deployment", &d);
+    for rs in &plan.adopt {
+        set_owner(
+            &ctx,
+            &Resource::REPLICASETS,
+            rs,
+            Some(my_ref.clone()),
+            util::uid(&d),
+        )
+        .await?;
+    }
+    for rs in &plan.release {
+        set_owner(&ctx, &Resource::REPLICASETS, rs, None, util::uid(&d)).await?;
+    }
+    let r = &Resource::REPLICASETS;
+    let pp = PostParams::default();
+    for w in &plan.writes {
+        let res = match w {
+            RsWrite::Create(rs) => match ctx.client.create(r, Some(ns), rs, &pp).await {
+                Err(e) if e.is_already_exists() => Ok(Value::Null),
+                other => other,
+            },
+            RsWrite::Update(rs) => {
+                ctx.client
+                    .replace(r, Some(ns), util::name(rs), rs, &pp)
+                    .await
+            }
+            RsWrite::Delete { name, uid } => {
+                let dp = DeleteParams {
+                    precondition_uid: Some(uid.clone()),
+                    ..Default::default()
+                };
+                match ctx.client.delete(r, Some(ns), name, &dp).await {
+                    Err(e) if e.is_not_found() => Ok(Value::Null),
+                    other => other,
+                }
+            }
+        };
+        res?;
+    }
+    let mut current: Value = (*d).clone();
+    if let Some(a) = &plan.annotations {
+        let patch = json!({"metadata": {"annotations": {
+            deployment::REVISION: a.get(deployment::REVISION).cloned().unwrap_or(Value::Null)
+        }}});
+        current = ctx
+            .client
+            .patch(
+                &Resource::DEPLOYMENTS,
+                Some(ns),
+                util::name(&d),
+                &Patch::Merge(patch),
+                &PatchParams::default(),
+            )
+            .await?;
+    }
+    if let Some(s) = plan.status {
+        write_status(&ctx, &Resource::DEPLOYMENTS, &current, s).await?;
+    }
+    Ok(plan.requeue_after)
+}
