@@ -9,6 +9,7 @@ pub mod stats;
 
 pub mod api;
 pub mod footprint;
+pub mod scheduler;
 
 pub use server::{BenchServer, ServerError};
 

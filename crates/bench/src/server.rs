@@ -90,10 +90,19 @@ impl BenchServer {
 
     /// The server's resident set size in MiB (from /proc).
     pub fn rss_mb(&self) -> Result<f64, ServerError> {
+        self.proc_status_mb("VmRSS:")
+    }
+
+    /// The server's peak resident set size so far in MiB.
+    pub fn peak_rss_mb(&self) -> Result<f64, ServerError> {
+        self.proc_status_mb("VmHWM:")
+    }
+
+    fn proc_status_mb(&self, field: &str) -> Result<f64, ServerError> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);

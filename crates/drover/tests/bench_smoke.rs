@@ -49,3 +49,16 @@ fn footprint_scenario_reports_memory() {
     assert!(r["idle_rss_mb"].as_f64().is_some_and(|v| v > 1.0), "{r}");
     assert!(r["rss_mb_per_1000_pods"].is_number(), "{r}");
 }
+
+#[test]
+fn scheduler_scenario_places_every_pod_on_hollow_nodes() {
+    let r = run_bench(&["scheduler", "--nodes", "4", "--pods", "24"]);
+    assert_eq!(r["pods"], 24);
+    for key in [
+        "pods_per_second",
+        "seconds_to_all_running",
+        "server_peak_rss_mb",
+    ] {
+        assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
+    }
+}

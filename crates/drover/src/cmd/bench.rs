@@ -11,6 +11,8 @@ pub enum Scenario {
     Api,
     /// Resident memory of an idle server and per 1,000 pods.
     Footprint,
+    /// Placement rate and time to all Running on hollow nodes.
+    Scheduler,
 }
 
 /// Flags of `drover bench`.
@@ -27,9 +29,12 @@ pub struct Args {
     /// Objects to create, update and read (api).
     #[arg(long, default_value_t = 4000)]
     objects: usize,
-    /// Pods to store (footprint).
+    /// Pods to store (footprint) or replicas to place (scheduler; default 10,000 there).
+    #[arg(long)]
+    pods: Option<usize>,
+    /// Hollow nodes (scheduler).
     #[arg(long, default_value_t = 1000)]
-    pods: usize,
+    nodes: u32,
     /// Also write the figures to this file as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -53,7 +58,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 };
                 bench::api::run(&exe, &opts).await
             }
-            Scenario::Footprint => bench::footprint::run(&exe, args.pods).await,
+            Scenario::Footprint => bench::footprint::run(&exe, args.pods.unwrap_or(1000)).await,
+            Scenario::Scheduler => {
+                let pods = u32::try_from(args.pods.unwrap_or(10_000)).unwrap_or(u32::MAX);
+                bench::scheduler::run(
+                    &exe,
+                    &bench::scheduler::Options {
+                        nodes: args.nodes,
+                        pods,
+                    },
+                )
+                .await
+            }
         }
     })?;
     if let Some(map) = report.as_object() {

@@ -1,0 +1,137 @@
+//! `drover bench scheduler`: N hollow nodes (in this process) and a Deployment of P
+//! replicas on a real server with its scheduler and controllers; placements per second,
+//! time until every pod is Running, and the server's peak RSS.
+
+use crate::stats::round2;
+use crate::{BenchError, BenchServer, progress};
+use client::{ListParams, PostParams, Resource, WatchEvent};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What the scenario does.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Hollow nodes.
+    pub nodes: u32,
+    /// Replicas of the Deployment.
+    pub pods: u32,
+}
+
+/// Runs the scenario against a server started from `exe`; returns the flat JSON report.
+pub async fn run(exe: &Path, opts: &Options) -> Result<Value, BenchError> {
+    let server = BenchServer::start(exe)?;
+    let client = server.client()?;
+    let per_node = (opts.pods / opts.nodes.max(1) + 10).max(110);
+    let hollow = agent::hollow::HollowOptions {
+        cpu: "64".into(),
+        memory: "256Gi".into(),
+        pods: per_node,
+        ..Default::default()
+    };
+    let fleet = tokio::spawn(agent::hollow::run_many(
+        client.clone(),
+        opts.nodes,
+        "hollow",
+        hollow,
+    ));
+
+    let bar = progress(u64::from(opts.nodes), "nodes");
+    loop {
+        let nodes = client
+            .list(&Resource::NODES, None, &ListParams::default())
+            .await?;
+        bar.set_position(nodes.items.len() as u64);
+        if nodes.items.len() >= opts.nodes as usize {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish_and_clear();
+
+    let start_rv = client
+        .list(
+            &Resource::PODS,
+            Some("default"),
+            &ListParams::default().limit(1),
+        )
+        .await?
+        .resource_version;
+    let mut events = Box::pin(
+        client
+            .watch(
+                &Resource::PODS,
+                Some("default"),
+                &ListParams::default(),
+                &start_rv,
+            )
+            .await?,
+    );
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bench"},
+        "spec": {"replicas": opts.pods, "selector": {"matchLabels": {"app": "bench"}},
+                 "template": {"metadata": {"labels": {"app": "bench"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox",
+                                       "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}});
+    let started = Instant::now();
+    client
+        .create(
+            &Resource::DEPLOYMENTS,
+            Some("default"),
+            &deploy,
+            &PostParams::default(),
+        )
+        .await?;
+    let (mut bound, mut running) = (HashSet::new(), HashSet::new());
+    let (mut first_bound, mut last_bound) = (None, Duration::ZERO);
+    let bar = progress(u64::from(opts.pods), "running");
+    while running.len() < opts.pods as usize {
+        let ev = tokio::time::timeout(Duration::from_secs(300), events.next())
+            .await
+            .map_err(|_| {
+                BenchError::Watch(format!(
+                    "no progress for 5 minutes at {} running",
+                    running.len()
+                ))
+            })?;
+        let obj = match ev {
+            Some(Ok(WatchEvent::Added(o) | WatchEvent::Modified(o))) => o,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(BenchError::Watch("the pod watch ended".into())),
+        };
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if obj["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+            && bound.insert(name.clone())
+        {
+            let t = started.elapsed();
+            first_bound.get_or_insert(t);
+            last_bound = t;
+        }
+        if obj["status"]["phase"] == json!("Running") && running.insert(name) {
+            bar.inc(1);
+        }
+    }
+    let all_running = started.elapsed();
+    bar.finish_and_clear();
+    fleet.abort();
+    let placing = last_bound
+        .saturating_sub(first_bound.unwrap_or_default())
+        .as_secs_f64();
+    Ok(json!({
+        "scenario": "scheduler",
+        "nodes": opts.nodes,
+        "pods": opts.pods,
+        "pods_per_second": round2(f64::from(opts.pods) / placing.max(1e-3)),
+        "seconds_to_first_bound": round2(first_bound.unwrap_or_default().as_secs_f64()),
+        "seconds_to_all_running": round2(all_running.as_secs_f64()),
+        "server_peak_rss_mb": round2(server.peak_rss_mb()?),
+        "note": "the hollow nodes run inside the benchmark process, not the server",
+    }))
+}
