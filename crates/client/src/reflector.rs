@@ -125,13 +125,14 @@ impl Writer {
         c.rebuild_indices();
     }
 
-    /// Applies one event. `Restarted` replaces the whole content (objects missing from
+    /// Applies one event (objects are cached without managedFields, see [`slim`]).
+    /// `Restarted` replaces the whole content (objects missing from
     /// a re-list were deleted meanwhile) and marks the store ready.
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::Applied(o) => {
                 if let Some(k) = ObjectKey::from_object(o) {
-                    write(&self.cache).upsert(k, Arc::new(o.clone()));
+                    write(&self.cache).upsert(k, Arc::new(slim(o)));
                 }
             }
             Event::Deleted(o) => {
@@ -149,7 +150,7 @@ impl Writer {
                 };
                 for o in list {
                     if let Some(k) = ObjectKey::from_object(o) {
-                        fresh.upsert(k, Arc::new(o.clone()));
+                        fresh.upsert(k, Arc::new(slim(o)));
                     }
                 }
                 let mut c = write(&self.cache);
@@ -168,6 +169,18 @@ impl Writer {
             ready: self.ready.subscribe(),
         }
     }
+}
+
+/// A copy of `o` without `metadata.managedFields`, which no controller reads and which
+/// is often the largest part of an object: caches of thousands of pods stay small.
+/// Writers must therefore not send cached objects back whole with PUT (they do not:
+/// controllers patch, or replace status, which leaves managedFields to the server).
+pub fn slim(o: &Value) -> Value {
+    let mut o = o.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    o
 }
 
 impl Store {
