@@ -7,11 +7,20 @@
 //! makes a missed event harmless.
 #![forbid(unsafe_code)]
 
+pub mod cron;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
+pub mod events;
 pub mod expectations;
+pub mod job;
+pub mod node_lifecycle;
 pub mod replicaset;
 mod runtime;
+pub mod statefulset;
 pub mod util;
+pub mod workloads;
 
 use std::time::Duration;
 
@@ -22,6 +31,12 @@ pub struct Options {
     pub workers: usize,
     /// Every object is reconciled again after this long, so a missed event is harmless.
     pub resync: Duration,
+    /// A node whose Lease was not renewed (nor its status posted) for this long gets
+    /// Ready=Unknown and the unreachable taints (Kubernetes: 40 s; Drover: 20 s).
+    pub node_monitor_grace: Duration,
+    /// How long pods tolerate a not-ready/unreachable node by default before they are
+    /// evicted (Kubernetes' DefaultTolerationSeconds: 300 s, too long for small clusters).
+    pub pod_eviction_timeout: Duration,
 }
 
 impl Default for Options {
@@ -30,6 +45,8 @@ impl Default for Options {
         Options {
             workers: 5,
             resync: Duration::from_secs(30),
+            node_monitor_grace: Duration::from_secs(20),
+            pod_eviction_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -48,5 +65,14 @@ pub enum Error {
 /// Runs every controller of this crate until the future is dropped. Controllers are API
 /// clients only.
 pub async fn run(client: client::Client, options: Options) {
-    runtime::run(client, options).await
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(runtime::run(client.clone(), options.clone()));
+    tasks.spawn(node_lifecycle::run(client.clone(), options.clone()));
+    tasks.spawn(endpoints::run(client.clone(), options.clone()));
+    tasks.spawn(workloads::run_daemonsets(client.clone(), options.clone()));
+    tasks.spawn(workloads::run_jobs(client.clone(), options.clone()));
+    tasks.spawn(workloads::run_cronjobs(client.clone(), options.clone()));
+    tasks.spawn(workloads::run_statefulsets(client.clone(), options.clone()));
+    // The JoinSet aborts every controller when this future is dropped.
+    while tasks.join_next().await.is_some() {}
 }

@@ -2,6 +2,7 @@
 //! workers that run the pure planners and apply their writes.
 
 use crate::deployment::{self, RsWrite};
+use crate::events::{self, Recorder};
 use crate::expectations::Expectations;
 use crate::replicaset::{self, ReplicaKind};
 use crate::util::{self, controller_ref};
@@ -48,6 +49,9 @@ struct Ctx {
     d_queue: WorkQueue<ObjectKey>,
     rs_exp: Mutex<Expectations>,
     rc_exp: Mutex<Expectations>,
+    rs_recorder: Recorder,
+    rc_recorder: Recorder,
+    d_recorder: Recorder,
 }
 
 impl Ctx {
@@ -70,6 +74,12 @@ impl Ctx {
         }
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
+    }
+    fn recorder(&self, kind: ReplicaKind) -> &Recorder {
+        match kind {
+            ReplicaKind::ReplicaSet => &self.rs_recorder,
+            ReplicaKind::ReplicationController => &self.rc_recorder,
+        }
     }
     fn resource(kind: ReplicaKind) -> Resource {
         match kind {
@@ -113,6 +123,10 @@ pub async fn run(client: Client, options: Options) {
     let (rcs, rc_events) = indexed(&client, rc_resource());
     let (deploys, d_events) = indexed(&client, Resource::DEPLOYMENTS);
     let ctx = Arc::new(Ctx {
+        // Kubernetes' component names, as `kubectl describe` shows them under "From".
+        rs_recorder: Recorder::new(client.clone(), "replicaset-controller"),
+        rc_recorder: Recorder::new(client.clone(), "replication-controller"),
+        d_recorder: Recorder::new(client.clone(), "deployment-controller"),
         client,
         pods,
         rss,
@@ -414,6 +428,7 @@ async fn sync_replicas(
     let mut manage_error = None;
     if plan.create > 0 {
         let template = replicaset::pod_from_template(kind, &owner);
+        let typed_owner = events::typed(&owner, kind.api_version(), kind.kind());
         let pp = PostParams::default();
         // slowStartBatch: 1, 2, 4, ... creations at once, stopping at the first failure,
         // so a quota or admission error costs one request, not hundreds.
@@ -426,13 +441,29 @@ async fn sync_replicas(
             )
             .await;
             let mut names = Vec::new();
+            let mut notes = Vec::new();
             for r in results {
                 match r {
-                    Ok(p) => names.push(util::name(&p).to_string()),
-                    Err(e) => manage_error = Some(e.to_string()),
+                    Ok(p) => {
+                        names.push(util::name(&p).to_string());
+                        notes.push((
+                            events::NORMAL,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", util::name(&p)),
+                        ));
+                    }
+                    Err(e) => {
+                        notes.push((
+                            events::WARNING,
+                            "FailedCreate",
+                            format!("Error creating: {e}"),
+                        ));
+                        manage_error = Some(e.to_string());
+                    }
                 }
             }
             ctx.exp(kind).expect_creations(&key, names, Instant::now());
+            record_all(ctx.recorder(kind), &typed_owner, notes).await;
             left -= n;
             batch *= 2;
         }
@@ -453,13 +484,27 @@ async fn sync_replicas(
             async move { c.delete(&Resource::PODS, Some(ns), &name, &dp).await }
         }))
         .await;
-        for r in results {
-            if let Err(e) = r
-                && !e.is_not_found()
-            {
-                manage_error = Some(e.to_string());
+        let mut notes = Vec::new();
+        for (r, p) in results.into_iter().zip(&plan.delete) {
+            match r {
+                Ok(_) => notes.push((
+                    events::NORMAL,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", util::name(p)),
+                )),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    notes.push((
+                        events::WARNING,
+                        "FailedDelete",
+                        format!("Error deleting: {e}"),
+                    ));
+                    manage_error = Some(e.to_string());
+                }
             }
         }
+        let typed_owner = events::typed(&owner, kind.api_version(), kind.kind());
+        record_all(ctx.recorder(kind), &typed_owner, notes).await;
     }
     let t = now();
     let status = replicaset::status(&owner, &plan.claimed, manage_error.as_deref(), t);
@@ -528,7 +573,9 @@ async fn sync_deployment(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duratio
     }
     let r = &Resource::REPLICASETS;
     let pp = PostParams::default();
+    let typed_d = events::typed(&d, "apps/v1", "Deployment");
     for w in &plan.writes {
+        let scaled = scaling_event(&ctx, ns, w);
         let res = match w {
             RsWrite::Create(rs) => match ctx.client.create(r, Some(ns), rs, &pp).await {
                 Err(e) if e.is_already_exists() => Ok(Value::Null),
@@ -550,7 +597,15 @@ async fn sync_deployment(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duratio
                 }
             }
         };
-        res?;
+        // Null: the replica set already existed or was already gone; nothing scaled.
+        if res?.is_null() {
+            continue;
+        }
+        if let Some(msg) = scaled {
+            ctx.d_recorder
+                .record(&typed_d, events::NORMAL, "ScalingReplicaSet", &msg)
+                .await;
+        }
     }
     let mut current: Value = (*d).clone();
     if let Some(a) = &plan.annotations {
@@ -572,4 +627,31 @@ async fn sync_deployment(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duratio
         write_status(&ctx, &Resource::DEPLOYMENTS, &current, s).await?;
     }
     Ok(plan.requeue_after)
+}
+
+/// Records several events about one object at once.
+async fn record_all(rec: &Recorder, obj: &Value, notes: Vec<(&str, &str, String)>) {
+    futures::future::join_all(
+        notes
+            .iter()
+            .map(|(t, reason, msg)| rec.record(obj, t, reason, msg)),
+    )
+    .await;
+}
+
+/// The ScalingReplicaSet message of a Deployment's write, if it changes a replica set's
+/// size ("Scaled up replica set web-abc from 0 to 3", as Kubernetes words it).
+fn scaling_event(ctx: &Ctx, ns: &str, w: &RsWrite) -> Option<String> {
+    let (rs, old) = match w {
+        RsWrite::Create(rs) => (rs, 0),
+        RsWrite::Update(rs) => {
+            let old = ctx
+                .rss
+                .get(&ObjectKey::new(Some(ns), util::name(rs)))
+                .map_or(0, |o| util::int(&o["spec"]["replicas"]));
+            (rs, old)
+        }
+        RsWrite::Delete { .. } => return None,
+    };
+    events::scaling_message(util::name(rs), old, util::int(&rs["spec"]["replicas"]))
 }

@@ -108,6 +108,7 @@ async fn deployment_lifecycle_with_kubectl() {
         controllers::Options {
             workers: 2,
             resync: Duration::from_secs(10),
+            ..Default::default()
         },
     ));
 
@@ -332,6 +333,7 @@ fn start(server: &Server) -> tokio::task::JoinHandle<()> {
         controllers::Options {
             workers: 2,
             resync: Duration::from_secs(10),
+            ..Default::default()
         },
     ))
 }

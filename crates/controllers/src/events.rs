@@ -1,0 +1,297 @@
+//! core/v1 Events for the controllers, written the way client-go's `EventRecorder`
+//! writes them: one Event per (involved object, type, reason, message) whose `count`
+//! and `lastTimestamp` grow when the same thing happens again, so `kubectl describe`
+//! shows `(x4 over 2m)` instead of a flood.
+//!
+//! The pure part ([`new_event`], [`involved_object`], [`event_namespace`]) builds the
+//! objects; [`Recorder`] owns the aggregation memory and does the I/O. Recording never
+//! fails a sync: an Event explains a decision, it is not part of it.
+
+use crate::util::{self, Time};
+use client::{Client, Patch, PatchParams, PostParams, Resource};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// `type: Normal`: an expected decision (a pod created, a replica set scaled).
+pub const NORMAL: &str = "Normal";
+/// `type: Warning`: something went wrong or needs attention.
+pub const WARNING: &str = "Warning";
+
+/// Beyond this many remembered events the aggregation map is cleared (memory bound,
+/// like client-go's LRU of 4096 entries).
+const MAX_REMEMBERED: usize = 4096;
+
+/// The `involvedObject` reference of an event about `obj`: what `kubectl describe`
+/// searches for (kind, namespace, name and uid).
+pub fn involved_object(obj: &Value) -> Value {
+    let mut r = json!({
+        "apiVersion": obj["apiVersion"].as_str().unwrap_or("v1"),
+        "kind": obj["kind"].as_str().unwrap_or_default(),
+        "name": util::name(obj),
+        "uid": util::uid(obj),
+    });
+    if let Some(ns) = api::meta::namespace(obj) {
+        r["namespace"] = json!(ns);
+    }
+    if let Some(rv) = api::meta::resource_version(obj) {
+        r["resourceVersion"] = json!(rv);
+    }
+    r
+}
+
+/// `obj` with `apiVersion` and `kind` set: objects from a list or watch of one
+/// resource may lack them, and an event's `involvedObject` needs them.
+pub fn typed(obj: &Value, api_version: &str, kind: &str) -> Value {
+    let mut o = obj.clone();
+    o["apiVersion"] = json!(api_version);
+    o["kind"] = json!(kind);
+    o
+}
+
+/// Where an event about `obj` lives: its namespace, or `default` for cluster-scoped
+/// objects such as Nodes (client-go's `metav1.NamespaceDefault` fallback).
+pub fn event_namespace(obj: &Value) -> &str {
+    api::meta::namespace(obj)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+}
+
+/// A new core/v1 Event about `obj` at `now`, named `<name>.<unique hex>` as client-go
+/// names them, with `count: 1` and both timestamps at `now`.
+pub fn new_event(
+    obj: &Value,
+    component: &str,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    now: Time,
+    unique: u128,
+) -> Value {
+    let t = util::format_time(now);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": format!("{}.{unique:x}", util::name(obj)),
+            "namespace": event_namespace(obj),
+        },
+        "involvedObject": involved_object(obj),
+        "reason": reason,
+        "message": message,
+        "type": type_,
+        "source": {"component": component},
+        "firstTimestamp": t,
+        "lastTimestamp": t,
+        "count": 1,
+        "reportingComponent": component,
+        "reportingInstance": component,
+    })
+}
+
+/// The Deployment controller's ScalingReplicaSet message for a replica set resized
+/// from `old` to `new` replicas ("Scaled up replica set web-abc from 0 to 3", the
+/// wording of Kubernetes 1.27+), or None when the size does not change.
+pub fn scaling_message(rs_name: &str, old: i64, new: i64) -> Option<String> {
+    let dir = match new.cmp(&old) {
+        std::cmp::Ordering::Greater => "up",
+        std::cmp::Ordering::Less => "down",
+        std::cmp::Ordering::Equal => return None,
+    };
+    Some(format!(
+        "Scaled {dir} replica set {rs_name} from {old} to {new}"
+    ))
+}
+
+/// (namespace, involved uid or kind/name, type, reason, message): what makes two
+/// events "the same" for aggregation.
+type EventId = (String, String, String, String, String);
+
+fn event_id(obj: &Value, type_: &str, reason: &str, message: &str) -> EventId {
+    let who = match util::uid(obj) {
+        "" => format!(
+            "{}/{}",
+            obj["kind"].as_str().unwrap_or_default(),
+            util::name(obj)
+        ),
+        uid => uid.to_string(),
+    };
+    (
+        event_namespace(obj).to_string(),
+        who,
+        type_.to_string(),
+        reason.to_string(),
+        message.to_string(),
+    )
+}
+
+/// Writes Events for one component (`source.component`, `reportingComponent`), e.g.
+/// `replicaset-controller`, aggregating repeats into one Event with a growing count.
+#[derive(Debug)]
+pub struct Recorder {
+    client: Client,
+    component: String,
+    /// Event identity → (event name, count) of the Event already written.
+    seen: Mutex<HashMap<EventId, (String, i64)>>,
+}
+
+impl Recorder {
+    /// A recorder writing as `component` through `client`.
+    pub fn new(client: Client, component: &str) -> Recorder {
+        Recorder {
+            client,
+            component: component.to_string(),
+            seen: Mutex::default(),
+        }
+    }
+
+    /// Records an event about `obj` (which must carry `kind` and, for aggregation,
+    /// `metadata.uid`). Failures are logged, never returned.
+    pub async fn record(&self, obj: &Value, type_: &str, reason: &str, message: &str) {
+        let id = event_id(obj, type_, reason, message);
+        let ns = id.0.clone();
+        let now = time::OffsetDateTime::now_utc();
+        let previous = self.lock().get(&id).cloned();
+        if let Some((name, count)) = previous {
+            let patch = Patch::Merge(json!({
+                "count": count + 1,
+                "lastTimestamp": util::format_time(now),
+            }));
+            if self
+                .client
+                .patch(
+                    &Resource::EVENTS,
+                    Some(&ns),
+                    &name,
+                    &patch,
+                    &PatchParams::default(),
+                )
+                .await
+                .is_ok()
+            {
+                self.remember(id, name, count + 1);
+                return;
+            }
+        }
+        let unique = u128::try_from(now.unix_timestamp_nanos()).unwrap_or_default();
+        let ev = new_event(obj, &self.component, type_, reason, message, now, unique);
+        let name = util::name(&ev).to_string();
+        match self
+            .client
+            .create(&Resource::EVENTS, Some(&ns), &ev, &PostParams::default())
+            .await
+        {
+            Ok(_) => self.remember(id, name, 1),
+            Err(e) => tracing::debug!(error = %e, reason, "could not record an event"),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, (String, i64)>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember(&self, id: EventId, name: String, count: i64) {
+        let mut seen = self.lock();
+        if seen.len() >= MAX_REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(id, (name, count));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Time {
+        util::parse_time(&json!("2024-05-01T10:00:00Z")).unwrap()
+    }
+
+    #[test]
+    fn events_reference_the_object_as_kubectl_describe_searches_it() {
+        // kubectl describe lists events with a field selector on involvedObject
+        // kind, name, namespace and uid: all four must be set.
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-abc", "namespace": "ns", "uid": "u1", "resourceVersion": "7"}});
+        let e = new_event(
+            &rs,
+            "replicaset-controller",
+            NORMAL,
+            "SuccessfulCreate",
+            "Created pod: web-abc-x",
+            now(),
+            0xbeef,
+        );
+        assert_eq!(e["metadata"]["name"], "web-abc.beef");
+        assert_eq!(e["metadata"]["namespace"], "ns");
+        assert_eq!(
+            e["involvedObject"],
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc",
+                   "uid": "u1", "namespace": "ns", "resourceVersion": "7"})
+        );
+        assert_eq!(e["source"]["component"], "replicaset-controller");
+        assert_eq!(e["reportingComponent"], "replicaset-controller");
+        assert_eq!(e["count"], 1);
+        assert_eq!(e["firstTimestamp"], "2024-05-01T10:00:00Z");
+        assert_eq!(e["lastTimestamp"], e["firstTimestamp"]);
+        assert_eq!(e["type"], "Normal");
+    }
+
+    #[test]
+    fn cluster_scoped_objects_get_their_events_in_default() {
+        // client-go records events about Nodes in the `default` namespace.
+        let node =
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "uid": "nu"}});
+        assert_eq!(event_namespace(&node), "default");
+        let e = new_event(
+            &node,
+            "node-controller",
+            NORMAL,
+            "NodeNotReady",
+            "m",
+            now(),
+            1,
+        );
+        assert_eq!(e["metadata"]["namespace"], "default");
+        assert!(e["involvedObject"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn scaling_messages_name_direction_and_sizes() {
+        assert_eq!(
+            scaling_message("web-abc", 0, 3).as_deref(),
+            Some("Scaled up replica set web-abc from 0 to 3")
+        );
+        assert_eq!(
+            scaling_message("web-abc", 3, 1).as_deref(),
+            Some("Scaled down replica set web-abc from 3 to 1")
+        );
+        assert_eq!(scaling_message("web-abc", 2, 2), None);
+    }
+
+    #[test]
+    fn typed_sets_the_kind_a_watched_object_lacks() {
+        let o = typed(&json!({"metadata": {"name": "x"}}), "apps/v1", "Deployment");
+        assert_eq!(involved_object(&o)["kind"], "Deployment");
+        assert_eq!(involved_object(&o)["apiVersion"], "apps/v1");
+    }
+
+    #[test]
+    fn identical_events_aggregate_but_different_messages_do_not() {
+        let rs =
+            json!({"kind": "ReplicaSet", "metadata": {"name": "a", "namespace": "ns", "uid": "u"}});
+        let a = event_id(&rs, NORMAL, "SuccessfulCreate", "Created pod: a-1");
+        assert_eq!(
+            a,
+            event_id(&rs, NORMAL, "SuccessfulCreate", "Created pod: a-1")
+        );
+        assert_ne!(
+            a,
+            event_id(&rs, NORMAL, "SuccessfulCreate", "Created pod: a-2")
+        );
+        assert_ne!(
+            a,
+            event_id(&rs, WARNING, "SuccessfulCreate", "Created pod: a-1")
+        );
+    }
+}
