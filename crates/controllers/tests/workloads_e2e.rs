@@ -355,20 +355,14 @@ async fn job_fails_after_its_backoff_limit() {
     let server = Server::start();
     let c = server.client();
     let ctl = tokio::spawn(controllers::run(server.client(), options()));
-    kubectl(
-        &server,
-        &["create", "job", "crash", "--image=busybox", "--", "false"],
-    )
-    .await;
-    c.patch(
-        &Resource::JOBS,
-        Some(NS),
-        "crash",
-        &Patch::Merge(json!({"spec": {"backoffLimit": 1}})),
-        &PatchParams::default(),
-    )
-    .await
-    .unwrap();
+    // Created with backoffLimit 1 from the start: patching it afterwards would race the
+    // controller's first pod.
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "crash"},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "crash", "image": "busybox", "command": ["false"]}]}}}});
+    c.create(&Resource::JOBS, Some(NS), &job, &Default::default())
+        .await
+        .unwrap();
     let agent = finish_job_pods(server.client(), "crash", "Failed");
     // Two failures (the second after a 10 s back-off) exceed backoffLimit 1.
     kubectl(
