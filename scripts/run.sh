@@ -30,5 +30,10 @@ Drover is serving the Kubernetes API on https://$LISTEN (log: $DATA_DIR/server.l
   kubectl get all -A
   kubectl scale deploy/demo --replicas=5
   kubectl get deploy demo -w
+
+No node agent runs containers yet, so the demo's pods wait in Pending ("no nodes available").
+To watch the scheduler and controllers place them on simulated (hollow) nodes:
+  ./target/release/drover agent --simulate --count 3 --name hollow --server https://$LISTEN \\
+      --token \$(cat $DATA_DIR/join-token) --ca-file $DATA_DIR/ca.crt &
 Stop it with: kill \$(cat $DATA_DIR/server.pid)
 TXT
