@@ -229,3 +229,64 @@ fn a_deployment_runs_on_hollow_nodes_scales_and_heals() {
         2
     );
 }
+
+#[test]
+fn a_silent_node_turns_not_ready_after_the_server_flag_and_its_pods_move() {
+    // The grace must exceed the hollow nodes' 5 s lease renewal, or healthy nodes flap.
+    let s =
+        Server::launch_cluster_with(&["--node-monitor-grace", "10", "--pod-eviction-timeout", "2"]);
+    let stays = join(&s, "stays", 1, &[]);
+    let goes = join(&s, "goes", 1, &[]);
+    wait_for("2 Ready nodes", Duration::from_secs(30), || {
+        let out = s.kubectl(&["get", "nodes", "--no-headers"]);
+        (out.lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count()
+            == 2)
+            .then_some(())
+    });
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=4",
+    ]);
+    s.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    drop(goes); // kill -9 the agent: its node goes silent
+    wait_for("goes NotReady", Duration::from_secs(60), || {
+        let out = s.kubectl(&["get", "node", "goes", "--no-headers"]);
+        out.contains("NotReady").then_some(())
+    });
+    let taints = s.kubectl(&[
+        "get",
+        "node",
+        "goes",
+        "-o",
+        "jsonpath={.spec.taints[*].key}",
+    ]);
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    wait_for(
+        "all 4 replicas Running on the surviving node",
+        Duration::from_secs(90),
+        || {
+            let out = s.kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName}/{.status.phase} {end}",
+            ]);
+            let running: Vec<&str> = out
+                .split_whitespace()
+                .filter(|p| p.ends_with("/Running"))
+                .collect();
+            (running.len() == 4 && running.iter().all(|p| p.starts_with("stays/"))).then_some(())
+        },
+    );
+    drop(stays);
+}

@@ -32,6 +32,13 @@ pub struct Args {
     /// Do not run the controllers (ReplicaSet, Deployment, ...) in this process.
     #[arg(long)]
     no_controllers: bool,
+    /// Seconds without a lease renewal before a node turns NotReady (Ready=Unknown); must
+    /// exceed the agents' renewal interval (hollow nodes renew every 5 s).
+    #[arg(long, default_value_t = 20)]
+    node_monitor_grace: u64,
+    /// Seconds pods tolerate a NotReady node by default before they are evicted.
+    #[arg(long, default_value_t = 30)]
+    pod_eviction_timeout: u64,
     /// Seconds between compactions of the store's history.
     #[arg(long, default_value_t = 60)]
     compaction_interval: u64,
@@ -109,7 +116,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if !args.no_controllers {
             let client = client::Client::from_kubeconfig_str(&running.kubeconfig)
                 .context("cannot make the in-process API client")?;
-            tokio::spawn(controllers::run(client, controllers::Options::default()));
+            let options = controllers::Options {
+                node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace.max(1)),
+                pod_eviction_timeout: std::time::Duration::from_secs(args.pod_eviction_timeout),
+                ..Default::default()
+            };
+            tokio::spawn(controllers::run(client, options));
         }
         eprintln!(
             "drover: serving the Kubernetes API on https://{}\n  export KUBECONFIG={}",

@@ -91,6 +91,11 @@ impl Server {
         Self::launch(&[])
     }
 
+    /// A whole control plane with extra `drover server` flags.
+    pub fn launch_cluster_with(extra: &[&str]) -> Server {
+        Self::launch(extra)
+    }
+
     fn launch(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let (child, addr) = spawn(dir.path(), "127.0.0.1:0", extra);
