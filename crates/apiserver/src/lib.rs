@@ -139,7 +139,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let state = Arc::new(State {
         store: config.store,
-        registry: RwLock::new(Registry::default()),
+        registry: RwLock::new(Arc::new(Registry::default())),
         crds: RwLock::new(Vec::new()),
         admin_token: creds.admin_token.clone(),
         join_token: creds.join_token.clone(),

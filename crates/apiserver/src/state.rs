@@ -3,7 +3,7 @@
 use api::{ApiError, Registry, ResourceInfo, meta};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use store::{KeyValue, SharedStore, StoreError};
 
 /// What every handler shares.
@@ -11,7 +11,7 @@ pub struct State {
     /// The only door to the store.
     pub store: SharedStore,
     /// Built-in and custom resources.
-    pub registry: RwLock<Registry>,
+    pub registry: RwLock<Arc<Registry>>,
     /// The stored CRDs, for custom resources' schemas and printer columns.
     pub crds: RwLock<Vec<Value>>,
     /// The admin bearer token.
@@ -24,8 +24,9 @@ pub struct State {
 }
 
 impl State {
-    /// A snapshot of the registry.
-    pub fn registry(&self) -> Registry {
+    /// A snapshot of the registry: a shared pointer, so every request can take one
+    /// cheaply; CRD changes swap in a new registry.
+    pub fn registry(&self) -> Arc<Registry> {
         self.registry.read().map(|r| r.clone()).unwrap_or_default()
     }
 
@@ -63,8 +64,10 @@ impl State {
             .await
             .map_err(store_error)?;
         let crds: Vec<Value> = page.items.iter().filter_map(|kv| decode(kv).ok()).collect();
+        let mut next = (*self.registry()).clone();
+        next.set_custom(&crds);
         if let Ok(mut r) = self.registry.write() {
-            r.set_custom(&crds);
+            *r = Arc::new(next);
         }
         if let Ok(mut c) = self.crds.write() {
             *c = crds;

@@ -11,21 +11,9 @@ use std::time::Duration;
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(60);
 
+/// kubectl against the test server, which must succeed (the shared harness's).
 async fn kubectl(server: &Server, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", server.kubeconfig())
-        .env("HOME", server.dir.path())
-        .output()
-        .await
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    server.kubectl(args).await
 }
 
 async fn list(c: &client::Client, r: &Resource) -> Vec<Value> {

@@ -16,21 +16,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// loaded 2-core test machine).
 const QUICK: Duration = Duration::from_secs(3);
 
+/// kubectl against the test server, which must succeed (the shared harness's).
 async fn kubectl(server: &Server, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", server.kubeconfig())
-        .env("HOME", server.dir.path())
-        .output()
-        .await
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    server.kubectl(args).await
 }
 
 fn start(server: &Server) -> tokio::task::JoinHandle<()> {

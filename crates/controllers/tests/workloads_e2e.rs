@@ -21,21 +21,9 @@ fn options() -> controllers::Options {
     }
 }
 
+/// kubectl against the test server, which must succeed (the shared harness's).
 async fn kubectl(server: &Server, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", server.kubeconfig())
-        .env("HOME", server.dir.path())
-        .output()
-        .await
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    server.kubectl(args).await
 }
 
 /// `kubectl apply -f` of a manifest written into the server's directory.
