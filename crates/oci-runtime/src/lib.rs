@@ -1,0 +1,1 @@
+//! OCI containers through runc and conmon.

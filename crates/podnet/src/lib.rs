@@ -1,0 +1,1 @@
+//! Pod network sandboxes through CNI.
