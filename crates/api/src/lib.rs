@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod meta;
+pub mod quantity;
 pub mod registry;
 pub mod status;
 

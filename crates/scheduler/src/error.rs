@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::quantity::QuantityError;
+use api::quantity::QuantityError;
 
 /// A node or pod object that cannot be taken into the snapshot or scheduled. The API
 /// server validates objects on write, so these mean a bug or a foreign writer.

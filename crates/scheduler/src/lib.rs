@@ -15,7 +15,7 @@ mod error;
 mod filters;
 mod model;
 mod preempt;
-mod quantity;
+
 mod resources;
 pub mod runner;
 mod scores;
@@ -36,7 +36,7 @@ pub use model::{
     LABEL_HOSTNAME, LABEL_ZONE, TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE,
 };
 pub use preempt::{Preemption, preempt, try_preempt};
-pub use quantity::{Quantity, QuantityError};
+pub use api::quantity::{Quantity, QuantityError};
 pub use resources::{
     DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, PodRequests, Resources, pod_requests,
 };

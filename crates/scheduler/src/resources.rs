@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::quantity::{Quantity, QuantityError};
+use api::quantity::{Quantity, QuantityError};
 
 /// The cpu a container without a cpu request counts for when *scoring* (not filtering):
 /// Kubernetes' `DefaultMilliCPURequest`, so that request-less pods still spread.
