@@ -36,17 +36,21 @@ fn group_entry(group: &str, versions: &[String]) -> Value {
 
 /// `/apis` as APIGroupList.
 pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
+    let mut groups: Vec<Value> = registry
         .groups()
         .iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_entry(g, vs))
         .collect();
+    groups.push(crate::metrics::group_entry());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/{group}` as APIGroup.
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
+    if name == crate::metrics::GROUP {
+        return Some(crate::metrics::api_group());
+    }
     registry
         .groups()
         .iter()
@@ -61,6 +65,9 @@ pub fn group(registry: &Registry, name: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/{g}/{v}` as APIResourceList.
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    if group == crate::metrics::GROUP {
+        return (version == crate::metrics::VERSION).then(crate::metrics::resource_list);
+    }
     let resources: Vec<Value> = registry
         .all()
         .iter()
@@ -121,7 +128,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
 /// Aggregated discovery (`apidiscovery.k8s.io/v2` APIGroupDiscoveryList) for `/api`
 /// (core only) or `/apis` (every named group).
 pub fn aggregated(registry: &Registry, core: bool) -> Value {
-    let items: Vec<Value> = registry
+    let mut items: Vec<Value> = registry
         .groups()
         .iter()
         .filter(|(g, _)| g.is_empty() == core)
@@ -146,6 +153,10 @@ pub fn aggregated(registry: &Registry, core: bool) -> Value {
             json!({"metadata": meta, "versions": vs})
         })
         .collect();
+    if !core {
+        // Served by the API server itself (kube serves it through metrics-server).
+        items.push(crate::metrics::aggregated_item());
+    }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 

@@ -4,11 +4,14 @@
 //! binding), over the revisioned [`store`].
 #![forbid(unsafe_code)]
 
+mod agents;
 mod discovery;
 mod gc;
 pub mod http;
+mod metrics;
 pub mod pki;
 mod printing;
+mod proxy;
 mod read;
 mod route;
 mod schemas;
@@ -66,6 +69,9 @@ pub enum StartError {
     /// The store failed during start-up.
     #[error("the store failed during start-up: {0}")]
     Store(String),
+    /// The TLS client for node agents could not be set up.
+    #[error("cannot set up the TLS client for node agents: {0}")]
+    AgentClient(#[from] rustls::Error),
 }
 
 /// A started server.
@@ -144,6 +150,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin_token: creds.admin_token.clone(),
         join_token: creds.join_token.clone(),
         address,
+        agents: agents::AgentClient::new(&creds.join_token)?,
     });
     state
         .reload_crds()
@@ -191,8 +198,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 let builder = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
                 );
+                // With upgrades: exec, attach and port-forward switch protocols.
                 if let Err(e) = builder
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
                     .await
                 {
                     tracing::debug!(error = %e, "connection ended with an error");
@@ -280,6 +288,12 @@ async fn route_and_serve(
         .map(str::to_string);
     let want = http::negotiate(accept.as_deref());
     if req.method() != Method::GET && !matches!(route, Route::Resource(_) | Route::NotFound) {
+        if let Route::Metrics(_) = route {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} is not supported on the metrics.k8s.io resources: they are read-only (get, list)",
+                req.method()
+            )));
+        }
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({path})"
         )));
@@ -337,6 +351,10 @@ async fn route_and_serve(
             Ok(resp)
         }
         Route::NotFound => Err(ApiError::no_route(&path)),
+        Route::Metrics(t) => {
+            let q = parse_query(req.uri().query());
+            metrics::serve(&state, t, &q).await
+        }
         Route::Resource(t) => serve_resource(state, *t, req, want).await,
     }
 }
@@ -536,6 +554,7 @@ async fn serve_resource(
         .to_string();
     let name = t.name.clone();
     let sub = t.sub.clone();
+    let is_pod = t.info.group.is_empty() && t.info.plural == "pods";
     let is_watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     let unsupported = |what: &str| {
         Err(ApiError::method_not_allowed(format!(
@@ -551,9 +570,16 @@ async fn serve_resource(
             let obj = read::get_object(&state, &t, n).await?;
             Ok(http::json(200, &read::scale_of(&t.info, &obj)))
         }
-        (Method::GET, Some(_), Some(s)) => Err(ApiError::unavailable(format!(
-            "pods/{s} needs a node agent, and no agent serves this pod"
-        ))),
+        (Method::GET, Some(n), Some("log")) if is_pod => proxy::logs(&state, &t, n, req).await,
+        (Method::GET | Method::POST, Some(n), Some(s @ ("exec" | "attach" | "portforward")))
+            if is_pod =>
+        {
+            proxy::upgrade(&state, &t, n, s, req).await
+        }
+        (Method::GET, Some(n), Some("ephemeralcontainers")) => {
+            read::get(&state, &t, n, want, &q).await
+        }
+        (Method::GET, Some(_), Some(s)) => unsupported(&format!("GET of the {s} subresource")),
         (Method::POST, None, None) => {
             let opts = write_opts(&q, &agent, "unknown")?;
             let body = read_object(req).await?;

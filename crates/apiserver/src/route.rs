@@ -25,6 +25,8 @@ pub enum Route {
     OpenApiV2,
     /// A resource, object or subresource.
     Resource(Box<Target>),
+    /// `/apis/metrics.k8s.io/v1beta1/...`: resource usage, scraped from node agents.
+    Metrics(crate::metrics::Target),
     /// Nothing here.
     NotFound,
 }
@@ -60,6 +62,14 @@ pub fn parse(path: &str, registry: &Registry) -> Route {
         ["openapi", "v3", "api", v] => Route::OpenApiGroupVersion(String::new(), v.to_string()),
         ["openapi", "v3", "apis", g, v] => Route::OpenApiGroupVersion(g.to_string(), v.to_string()),
         ["openapi", "v2"] => Route::OpenApiV2,
+        [
+            "apis",
+            crate::metrics::GROUP,
+            crate::metrics::VERSION,
+            rest @ ..,
+        ] if !rest.is_empty() => {
+            crate::metrics::parse(rest).map_or(Route::NotFound, Route::Metrics)
+        }
         ["api", v, rest @ ..] => resource("", v, rest, registry),
         ["apis", g, v, rest @ ..] => resource(g, v, rest, registry),
         _ => Route::NotFound,

@@ -21,6 +21,8 @@ pub struct State {
     pub join_token: String,
     /// `host:port` clients reach the server at.
     pub address: String,
+    /// The client for node agents (logs, exec, attach, port-forward, metrics).
+    pub agents: crate::agents::AgentClient,
 }
 
 impl State {
