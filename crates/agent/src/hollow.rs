@@ -98,7 +98,7 @@ impl HollowOptions {
 }
 
 /// Kubernetes' metav1.Time (whole seconds) or, with `micros`, MicroTime (Leases).
-fn timestamp(micros: bool) -> String {
+pub(crate) fn timestamp(micros: bool) -> String {
     let now = time::OffsetDateTime::now_utc();
     let base = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
@@ -258,19 +258,24 @@ pub fn node_status(opts: &HollowOptions, ready_since: &str) -> Value {
 
 /// The node's heartbeat Lease, owned by the Node so it goes when the node does.
 pub fn lease_object(opts: &HollowOptions, node_uid: Option<&str>) -> Value {
+    node_lease(&opts.name, opts.lease_duration_seconds, node_uid)
+}
+
+/// The heartbeat Lease of node `name` (for hollow and real agents alike).
+pub fn node_lease(name: &str, duration_seconds: u32, node_uid: Option<&str>) -> Value {
     let mut lease = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": opts.name, "namespace": NODE_LEASE_NAMESPACE},
+        "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
         "spec": {
-            "holderIdentity": opts.name,
-            "leaseDurationSeconds": opts.lease_duration_seconds,
+            "holderIdentity": name,
+            "leaseDurationSeconds": duration_seconds,
             "renewTime": timestamp(true),
         },
     });
     if let Some(uid) = node_uid {
         lease["metadata"]["ownerReferences"] = json!([{
-            "apiVersion": "v1", "kind": "Node", "name": opts.name, "uid": uid,
+            "apiVersion": "v1", "kind": "Node", "name": name, "uid": uid,
         }]);
     }
     lease
@@ -510,13 +515,23 @@ async fn renew_lease(
     opts: &HollowOptions,
     uid: Option<&str>,
 ) -> Result<(), client::Error> {
-    let lease = lease_object(opts, uid);
+    renew_node_lease(client, &opts.name, opts.lease_duration_seconds, uid).await
+}
+
+/// Renews node `name`'s Lease, creating it when it is missing.
+pub async fn renew_node_lease(
+    client: &Client,
+    name: &str,
+    duration_seconds: u32,
+    uid: Option<&str>,
+) -> Result<(), client::Error> {
+    let lease = node_lease(name, duration_seconds, uid);
     let patch = Patch::Merge(json!({"spec": lease["spec"]}));
     match client
         .patch(
             &Resource::LEASES,
             Some(NODE_LEASE_NAMESPACE),
-            &opts.name,
+            name,
             &patch,
             &PatchParams::default(),
         )

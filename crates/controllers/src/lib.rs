@@ -15,6 +15,7 @@ pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod job;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod replicaset;
 mod runtime;
@@ -37,6 +38,8 @@ pub struct Options {
     /// How long pods tolerate a not-ready/unreachable node by default before they are
     /// evicted (Kubernetes' DefaultTolerationSeconds: 300 s, too long for small clusters).
     pub pod_eviction_timeout: Duration,
+    /// The range nodes' pod CIDRs are cut from (node IPAM); None turns it off.
+    pub cluster_cidr: Option<String>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             resync: Duration::from_secs(30),
             node_monitor_grace: Duration::from_secs(20),
             pod_eviction_timeout: Duration::from_secs(30),
+            cluster_cidr: Some("10.244.0.0/16".into()),
         }
     }
 }
@@ -68,6 +72,7 @@ pub async fn run(client: client::Client, options: Options) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(runtime::run(client.clone(), options.clone()));
     tasks.spawn(node_lifecycle::run(client.clone(), options.clone()));
+    tasks.spawn(node_ipam::run(client.clone(), options.clone()));
     tasks.spawn(endpoints::run(client.clone(), options.clone()));
     tasks.spawn(workloads::run_daemonsets(client.clone(), options.clone()));
     tasks.spawn(workloads::run_jobs(client.clone(), options.clone()));

@@ -27,6 +27,10 @@ enum Command {
     Server(cmd::server::Args),
     /// Join a server as a node agent (hollow nodes with --simulate).
     Agent(cmd::agent::Args),
+    /// Manage the node's images.
+    Image(cmd::image::Args),
+    /// Remove what a node agent left on this machine (containers, mounts, networks).
+    Reset(cmd::reset::Args),
     /// Run a benchmark scenario against a server started for it.
     Bench(cmd::bench::Args),
     /// Print the admin kubeconfig.
@@ -44,6 +48,8 @@ fn main() {
         Command::Kubeconfig { data_dir } => cmd::kubeconfig::run(data_dir),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Agent(args) => cmd::agent::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Reset(args) => cmd::reset::run(args),
     };
     if let Err(e) = result {
         eprintln!("drover: {e:#}");

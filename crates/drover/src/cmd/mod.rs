@@ -2,7 +2,9 @@
 
 pub mod agent;
 pub mod bench;
+pub mod image;
 pub mod kubeconfig;
+pub mod reset;
 pub mod server;
 
 use std::path::PathBuf;

@@ -42,6 +42,14 @@ pub struct Args {
     /// Seconds between compactions of the store's history.
     #[arg(long, default_value_t = 60)]
     compaction_interval: u64,
+    /// The range node pod CIDRs are cut from (one /24 per node without --pod-cidr).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The local agent's node name (default: this host's name).
+    #[arg(long)]
+    node_name: Option<String>,
+    #[command(flatten)]
+    node: super::agent::NodeArgs,
 }
 
 /// Starts the server and serves until SIGINT or SIGTERM.
@@ -56,7 +64,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let _ = args.no_agent; // The node agent arrives with its own issue; nothing runs here yet.
     // The runtime comes first: the etcd client's connections live on it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,9 +126,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let options = controllers::Options {
                 node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace.max(1)),
                 pod_eviction_timeout: std::time::Duration::from_secs(args.pod_eviction_timeout),
+                cluster_cidr: Some(args.cluster_cidr.clone()),
                 ..Default::default()
             };
             tokio::spawn(controllers::run(client, options));
+        }
+        if !args.no_agent {
+            let client = client::Client::from_kubeconfig_str(&running.kubeconfig)
+                .context("cannot make the in-process API client")?;
+            let token = std::fs::read_to_string(data_dir.join("join-token"))
+                .context("cannot read the join token the API server wrote")?;
+            let name = args.node_name.clone().unwrap_or_else(super::agent::host_name);
+            let mut node = args.node.clone();
+            if node.pod_cidr.is_none() {
+                node.pod_cidr = Some("10.88.0.0/24".into());
+            }
+            let url = format!("https://{}", running.addr);
+            let cfg = node.config(&name, &data_dir, &url, token.trim())?;
+            tokio::spawn(async move {
+                if let Err(e) = agent::node::run(client, cfg).await {
+                    tracing::error!("the local node agent stopped: {e}");
+                    eprintln!("drover: the local node agent stopped: {e} (run with --no-agent to serve the API without it)");
+                }
+            });
         }
         eprintln!(
             "drover: serving the Kubernetes API on https://{}\n  export KUBECONFIG={}",

@@ -20,6 +20,8 @@ pub struct Server {
     cache: PathBuf,
     /// The extra `drover server` flags, repeated on restart (e.g. `--store etcd://...`).
     extra: Vec<String>,
+    /// The local node agent, when the server runs one.
+    pub node: Option<node::Node>,
 }
 
 /// The path of the drover binary cargo built for these tests.
@@ -29,7 +31,7 @@ pub fn drover_bin() -> &'static str {
 
 fn spawn(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(drover_bin())
-        .args(["server", "--no-agent", "--data-dir"])
+        .args(["server", "--data-dir"])
         .arg(dir)
         .args(["--listen", listen])
         .args(extra)
@@ -97,7 +99,26 @@ impl Server {
     }
 
     fn launch(extra: &[&str]) -> Server {
+        let mut flags = vec!["--no-agent"];
+        flags.extend_from_slice(extra);
+        Self::launch_in(tempfile::tempdir().expect("tempdir"), &flags, None)
+    }
+
+    /// A whole cluster with a real node agent (runc, CNI) on a bridge, pod range and
+    /// node name of its own, with the test busybox image imported. Everything the agent
+    /// made is removed (`drover reset`) when the server is dropped.
+    pub fn start_with_node(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        let node = node::Node::prepare(dir.path());
+        let mut flags: Vec<String> = node.flags();
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let s = Self::launch_in(dir, &flags, Some(node));
+        s.wait_node_ready();
+        s
+    }
+
+    fn launch_in(dir: tempfile::TempDir, extra: &[&str], node: Option<node::Node>) -> Server {
         let (child, addr) = spawn(dir.path(), "127.0.0.1:0", extra);
         let cache = dir.path().join("kubectl-cache");
         Server {
@@ -107,6 +128,7 @@ impl Server {
             dir,
             cache,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            node,
         }
     }
 
@@ -234,6 +256,25 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(n) = &self.node {
+            n.reset(self.dir.path());
+        }
+    }
+}
+
+pub mod node;
+
+/// Polls `f` until it returns Some, or gives None after `timeout`.
+pub fn try_wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
