@@ -1041,6 +1041,40 @@ pub async fn delete(
                 vec![],
             ));
         }
+        // Pods on a node stop gracefully: the object stays, marked, until the node's
+        // agent has stopped the containers and deletes it with grace 0 (kubelet protocol).
+        if info.group.is_empty() && info.kind == "Pod" {
+            let grace = opts
+                .grace
+                .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
+                .unwrap_or(30)
+                .max(0);
+            let bound = current["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+            let terminal = matches!(current["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            if grace > 0 && bound && !terminal {
+                let old_grace = current["metadata"]["deletionGracePeriodSeconds"].as_i64();
+                if meta::is_deleting(&current) && old_grace.is_some_and(|g| g <= grace) {
+                    return Ok(current);
+                }
+                let mut o = current.clone();
+                let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(grace);
+                let at = at
+                    .replace_nanosecond(0)
+                    .unwrap_or(at)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| now());
+                meta::set(&mut o, "deletionTimestamp", json!(at));
+                meta::set(&mut o, "deletionGracePeriodSeconds", json!(grace));
+                match state.store.update(&key, encode(&o)?, rev).await {
+                    Ok(r) => {
+                        meta::set(&mut o, "resourceVersion", json!(r.to_string()));
+                        return Ok(o);
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+        }
         let mut finalizers = meta::finalizers(&current);
         let is_namespace = info.group.is_empty() && info.kind == "Namespace";
         if is_namespace {

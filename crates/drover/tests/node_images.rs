@@ -29,9 +29,16 @@ fn events(s: &Server, pod: &str) -> String {
     s.kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={pod}"), "-o", "custom-columns=REASON:.reason,MESSAGE:.message"])
 }
 
+/// Pushes a busybox image whose layer differs from the imported one (the binary gets a
+/// few trailing bytes, which ELF ignores), so the node must really pull it.
 fn push_busybox(s: &Server, reg: &images::testing::Registry, repo: &str) {
     let archive = s.dir.path().join("push.tar");
-    s.drover(&["image", "build-busybox", "--tag", "drover.local/push:1", "--output", archive.to_str().unwrap()]);
+    let bin = s.dir.path().join("busybox-variant");
+    let mut bytes = std::fs::read("/usr/bin/busybox").unwrap();
+    bytes.extend_from_slice(format!("variant-{}", common::node::unique()).as_bytes());
+    std::fs::write(&bin, bytes).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    s.drover(&["image", "build-busybox", "--busybox", bin.to_str().unwrap(), "--tag", "drover.local/push:1", "--output", archive.to_str().unwrap()]);
     images::testing::push(&archive, &format!("{}/{repo}", reg.addr()), None);
 }
 

@@ -62,8 +62,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             println!("{:<60} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
             for i in open()?.list()? {
                 let id: String = i.id.trim_start_matches("sha256:").chars().take(12).collect();
-                let name = i.references.first().cloned().unwrap_or_else(|| "<none>".into());
-                println!("{name:<60} {id:<20} {:>9.1}M", i.size as f64 / 1_048_576.0);
+                // One line per name, as `docker images` shows tags of one image.
+                let names = if i.references.is_empty() { vec!["<none>".to_string()] } else { i.references.clone() };
+                for name in names {
+                    println!("{name:<60} {id:<20} {:>9.1}M", i.size as f64 / 1_048_576.0);
+                }
             }
         }
         Command::Rm { image } => {
