@@ -36,7 +36,7 @@ spec:
     readinessProbe: {{httpGet: {{path: /ok, port: 8080}}, periodSeconds: 1, failureThreshold: 1}}
   - name: tcp
     image: {BUSYBOX}
-    command: ["sh", "-c", "sleep 2; exec nc -lk -p 9090 -e true"]
+    command: ["sh", "-c", "sleep 2; exec httpd -f -p 9090"]
     readinessProbe: {{tcpSocket: {{port: 9090}}, periodSeconds: 1}}
   - name: exec
     image: {BUSYBOX}

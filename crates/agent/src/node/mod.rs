@@ -264,18 +264,16 @@ pub struct ResetReport {
 pub async fn reset(cfg: &AgentConfig) -> Result<ResetReport, AgentError> {
     let mut report = ResetReport::default();
     let images = images::ImageStore::open(&cfg.data_dir.join("images"))?;
-    if cfg.data_dir.join("runtime").exists() || cfg.data_dir.join("runc").exists() {
-        let runtime = oci_runtime::Runtime::new(oci_runtime::RuntimeConfig {
-            runtime: cfg.runtime.clone(),
-            runtime_root: cfg.data_dir.join("runc"),
-            conmon: cfg.conmon.clone(),
-            state_dir: cfg.data_dir.join("runtime"),
-            cgroup_parent: format!("/drover/{}", cfg.name),
-        })?;
-        for c in runtime.list().await? {
-            runtime.remove(&c.id).await?;
-            report.containers += 1;
-        }
+    let runtime = oci_runtime::Runtime::new(oci_runtime::RuntimeConfig {
+        runtime: cfg.runtime.clone(),
+        runtime_root: cfg.data_dir.join("runc"),
+        conmon: cfg.conmon.clone(),
+        state_dir: cfg.data_dir.join("runtime"),
+        cgroup_parent: format!("/drover/{}", cfg.name),
+    })?;
+    for c in runtime.list().await? {
+        runtime.remove(&c.id).await?;
+        report.containers += 1;
     }
     if let Ok(dirs) = std::fs::read_dir(cfg.data_dir.join("containers")) {
         for d in dirs.flatten() {
@@ -297,7 +295,7 @@ pub async fn reset(cfg: &AgentConfig) -> Result<ResetReport, AgentError> {
         report.sandboxes += 1;
     }
     net.destroy().await?;
-    cgroups::remove_tree(&format!("/drover/{}", cfg.name));
+    runtime.remove_cgroup(&format!("/drover/{}", cfg.name))?;
     cgroups::remove_if_empty("/drover");
     Ok(report)
 }

@@ -1,6 +1,6 @@
 //! Resource figures for `kubectl top`: the kubelet Summary API (`/stats/summary`)
 //! from cgroup counters of each container and /proc for the node. CPU rates need two
-//! samples, so a background loop samples every 10 s and a request rates against the
+//! samples, so a background loop samples every 5 s and a request rates against the
 //! latest sample.
 
 use super::Ctx;
@@ -72,13 +72,13 @@ async fn sample_once(ctx: &Ctx) {
     ctx.stats.retain(&ids);
 }
 
-/// Samples every 10 s (and twice quickly at start, so figures exist soon).
+/// Samples every 5 s (and twice quickly at start, so figures exist soon).
 pub async fn sample_loop(ctx: Arc<Ctx>) {
     sample_once(&ctx).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     loop {
         sample_once(&ctx).await;
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 

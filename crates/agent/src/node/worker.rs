@@ -515,7 +515,7 @@ impl Worker {
                 }
             }
         }
-        let refresh = self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() > Duration::from_secs(30));
+        let refresh = self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() > Duration::from_secs(15));
         if refresh {
             let dir = self.ctx.pod_dir(&self.uid).join("volumes");
             match volumes::prepare(&self.ctx.client, pod, &dir, self.ctx.cpu_millis, self.ctx.memory).await {
@@ -981,7 +981,9 @@ impl Worker {
             tracing::warn!("pod {}: removing the sandbox: {e}", self.key());
         }
         self.sandbox = None;
-        super::cgroups::remove_tree(&format!("/drover/{}/pod{}", self.ctx.cfg.name, self.uid));
+        if let Err(e) = self.ctx.runtime.remove_cgroup(&format!("/drover/{}/pod{}", self.ctx.cfg.name, self.uid)) {
+            tracing::warn!("pod {}: removing its cgroup: {e}", self.key());
+        }
         let dir = self.ctx.pod_dir(&self.uid);
         if let Err(e) = volumes::teardown(&dir.join("volumes")).await {
             tracing::warn!("pod {}: removing volumes: {e}", self.key());
