@@ -9,6 +9,7 @@ mod discovery;
 mod gc;
 pub mod http;
 mod metrics;
+mod nodeport;
 pub mod pki;
 mod printing;
 mod proxy;

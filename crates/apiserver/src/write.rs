@@ -395,6 +395,7 @@ pub async fn create(
     validate(info, &obj, None)?;
     if info.group.is_empty() && info.kind == "Service" {
         allocate_cluster_ip(state, info, &mut obj).await?;
+        crate::nodeport::allocate(state, info, &mut obj).await?;
     }
     store_new(state, t, obj, opts, warnings).await
 }
@@ -611,9 +612,15 @@ where
         if !info.custom && sub.is_none() {
             admission::apply_defaults(&info.group, &info.kind, &mut new);
         }
+        if info.group.is_empty() && info.kind == "Service" && sub.is_none() {
+            crate::nodeport::carry_over(&current, &mut new);
+        }
         // Binding only sets spec.nodeName, which pod-update validation would refuse.
         if sub != Some("binding") {
             validate(info, &new, Some(&current))?;
+        }
+        if info.group.is_empty() && info.kind == "Service" && sub.is_none() {
+            crate::nodeport::allocate(state, info, &mut new).await?;
         }
         // Removing a finalizer is always allowed; adding one to an object being deleted is not.
         match commit_update(state, t, name, new, rev, opts).await {
@@ -1049,8 +1056,13 @@ pub async fn delete(
                 .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30)
                 .max(0);
-            let bound = current["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-            let terminal = matches!(current["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            let bound = current["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty());
+            let terminal = matches!(
+                current["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
             if grace > 0 && bound && !terminal {
                 let old_grace = current["metadata"]["deletionGracePeriodSeconds"].as_i64();
                 if meta::is_deleting(&current) && old_grace.is_some_and(|g| g <= grace) {
