@@ -20,7 +20,9 @@ pub struct RangeAllocator {
 
 /// A CIDR that does not parse or cannot be split.
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("invalid cluster CIDR {0:?}: use an IPv4 range such as 10.244.0.0/16 (nodes get /24 blocks)")]
+#[error(
+    "invalid cluster CIDR {0:?}: use an IPv4 range such as 10.244.0.0/16 (nodes get /24 blocks)"
+)]
 pub struct CidrError(pub String);
 
 fn parse(cidr: &str) -> Option<(u32, u8)> {
@@ -38,11 +40,17 @@ impl RangeAllocator {
         if node_prefix < prefix || node_prefix > 30 {
             return Err(CidrError(cidr.to_string()));
         }
-        Ok(RangeAllocator { base, prefix, node_prefix, used: BTreeSet::new() })
+        Ok(RangeAllocator {
+            base,
+            prefix,
+            node_prefix,
+            used: BTreeSet::new(),
+        })
     }
 
     fn blocks(&self) -> u32 {
-        1u32.checked_shl(u32::from(self.node_prefix - self.prefix)).unwrap_or(u32::MAX)
+        1u32.checked_shl(u32::from(self.node_prefix - self.prefix))
+            .unwrap_or(u32::MAX)
     }
 
     /// Marks a node's existing range as taken (if it lies inside the cluster CIDR).
@@ -52,7 +60,8 @@ impl RangeAllocator {
             && ip.wrapping_sub(self.base) >> (32 - u32::from(self.node_prefix)) < self.blocks()
             && ip >= self.base
         {
-            self.used.insert((ip - self.base) >> (32 - u32::from(self.node_prefix)));
+            self.used
+                .insert((ip - self.base) >> (32 - u32::from(self.node_prefix)));
         }
     }
 
@@ -61,7 +70,8 @@ impl RangeAllocator {
         if let Some((ip, _)) = parse(cidr)
             && ip >= self.base
         {
-            self.used.remove(&((ip - self.base) >> (32 - u32::from(self.node_prefix))));
+            self.used
+                .remove(&((ip - self.base) >> (32 - u32::from(self.node_prefix))));
         }
     }
 
@@ -80,7 +90,9 @@ fn cidr_of(node: &Value) -> Option<&str> {
 
 /// Runs the allocator until dropped.
 pub async fn run(client: Client, options: Options) {
-    let Some(cidr) = options.cluster_cidr.clone() else { return };
+    let Some(cidr) = options.cluster_cidr.clone() else {
+        return;
+    };
     let mut alloc = match RangeAllocator::new(&cidr, 24) {
         Ok(a) => a,
         Err(e) => {
@@ -88,7 +100,12 @@ pub async fn run(client: Client, options: Options) {
             return;
         }
     };
-    let mut events = std::pin::pin!(client::watcher(client.clone(), Resource::NODES, None, ListParams::default()));
+    let mut events = std::pin::pin!(client::watcher(
+        client.clone(),
+        Resource::NODES,
+        None,
+        ListParams::default()
+    ));
     let mut pending: Vec<Value> = Vec::new();
     while let Some(ev) = events.next().await {
         match ev {
@@ -112,13 +129,24 @@ pub async fn run(client: Client, options: Options) {
             Err(e) => tracing::warn!("node IPAM: node watch: {e}"),
         }
         for n in pending.drain(..) {
-            let Some(name) = n["metadata"]["name"].as_str() else { continue };
+            let Some(name) = n["metadata"]["name"].as_str() else {
+                continue;
+            };
             let Some(block) = alloc.allocate() else {
                 tracing::warn!("node IPAM: cluster CIDR {cidr} has no free /24 for node {name}");
                 continue;
             };
             let patch = Patch::Merge(json!({"spec": {"podCIDR": block, "podCIDRs": [block]}}));
-            match client.patch(&Resource::NODES, None, name, &patch, &PatchParams::default()).await {
+            match client
+                .patch(
+                    &Resource::NODES,
+                    None,
+                    name,
+                    &patch,
+                    &PatchParams::default(),
+                )
+                .await
+            {
                 Ok(_) => tracing::info!("node IPAM: node {name} gets {block}"),
                 Err(e) => {
                     alloc.release(&block);

@@ -357,6 +357,9 @@ pub struct PodsPlan {
     pub mark_not_ready: Vec<(Arc<Value>, Vec<Value>)>,
     /// Pods to delete now (TaintManagerEviction).
     pub evict: Vec<Arc<Value>>,
+    /// Pods whose graceful deletion has expired on a node that is not Ready: nobody
+    /// will finish it, so they are deleted with grace 0 (the pod GC's job).
+    pub force_delete: Vec<Arc<Value>>,
     /// Sync again after this long: the next eviction deadline.
     pub requeue_after: Option<Duration>,
 }
@@ -372,6 +375,17 @@ pub fn plan_pods(
 ) -> PodsPlan {
     let mut out = PodsPlan::default();
     let mut next: Option<Time> = None;
+    if readiness != Readiness::Ready {
+        for pod in pods.iter().filter(|p| api::meta::is_deleting(p)) {
+            let due = pod["metadata"]["deletionTimestamp"]
+                .as_str()
+                .and_then(|t| Time::parse(t, &time::format_description::well_known::Rfc3339).ok());
+            match due {
+                Some(t) if t > now => next = Some(next.map_or(t, |n: Time| n.min(t))),
+                _ => out.force_delete.push(pod.clone()),
+            }
+        }
+    }
     for pod in pods.iter().filter(|p| !api::meta::is_deleting(p)) {
         match eviction(pod, taints, now, default_window) {
             Eviction::Now => {

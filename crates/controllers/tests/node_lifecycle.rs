@@ -84,6 +84,7 @@ async fn a_silent_node_goes_unknown_is_tainted_and_its_pods_move() {
             resync: Duration::from_secs(5),
             node_monitor_grace: Duration::from_secs(3),
             pod_eviction_timeout: Duration::from_secs(2),
+            ..Default::default()
         },
     ));
     eventually("3 ready nodes", WAIT, || async {

@@ -137,7 +137,7 @@ fn agent_without_simulate_or_with_a_bad_token_fails_clearly() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--simulate"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the CA file"));
     let _good = join(&s, "intruder", 1, &[]);
     // An agent with a wrong token keeps retrying; its node must never appear.
     let bad_token = Command::new(common::drover_bin())

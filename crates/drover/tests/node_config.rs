@@ -11,13 +11,28 @@ use std::time::Duration;
 #[test]
 fn config_maps_secrets_and_the_downward_api_reach_the_container() {
     let s = Server::start_with_node(&[]);
-    s.kubectl(&["create", "configmap", "cfg", "--from-literal=mode=fast", "--from-literal=app.conf=port=80"]);
-    s.kubectl(&["create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
-    s.kubectl_stdin(&["apply", "-f", "-"], r#"apiVersion: v1
+    s.kubectl(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=mode=fast",
+        "--from-literal=app.conf=port=80",
+    ]);
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=hunter2",
+    ]);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
 kind: Service
 metadata: {name: backend-db}
 spec: {ports: [{name: sql, port: 5432}]}
-"#);
+"#,
+    );
     s.kubectl_stdin(&["apply", "-f", "-"], &format!(r#"apiVersion: v1
 kind: Pod
 metadata: {{name: configured, labels: {{tier: web}}}}
@@ -55,27 +70,66 @@ spec:
     let pod = s.wait_pod_ready("configured");
     let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
     let env = s.kubectl(&["exec", "configured", "--", "env"]);
-    for want in ["MODE=fast", "PASSWORD=hunter2", "MY_POD=configured", &format!("MY_IP={ip}"), "MEM_LIMIT_MI=48", "GREETING=mode is fast", "CFG_mode=fast", "BACKEND_DB_SERVICE_PORT=5432", "BACKEND_DB_SERVICE_PORT_SQL=5432"] {
-        assert!(env.lines().any(|l| l == want), "{want} missing from:\n{env}");
+    for want in [
+        "MODE=fast",
+        "PASSWORD=hunter2",
+        "MY_POD=configured",
+        &format!("MY_IP={ip}"),
+        "MEM_LIMIT_MI=48",
+        "GREETING=mode is fast",
+        "CFG_mode=fast",
+        "BACKEND_DB_SERVICE_PORT=5432",
+        "BACKEND_DB_SERVICE_PORT_SQL=5432",
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "{want} missing from:\n{env}"
+        );
     }
-    assert!(env.lines().any(|l| l.starts_with("BACKEND_DB_SERVICE_HOST=")), "{env}");
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with("BACKEND_DB_SERVICE_HOST=")),
+        "{env}"
+    );
     let exec = |cmd: &str| s.kubectl(&["exec", "configured", "--", "sh", "-c", cmd]);
     assert_eq!(exec("cat /work/init.txt").trim(), "prepared-by-init");
     assert_eq!(exec("cat /etc/cfg/app.conf"), "port=80");
     assert_eq!(exec("cat /etc/creds/password"), "hunter2");
     assert_eq!(exec("cat /etc/info/labels"), "tier=\"web\"");
-    assert!(exec("touch /etc/cfg/x 2>&1; echo rc=$?").contains("rc=1"), "configMap volumes are read-only");
-    assert_eq!(pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+    assert!(
+        exec("touch /etc/cfg/x 2>&1; echo rc=$?").contains("rc=1"),
+        "configMap volumes are read-only"
+    );
+    assert_eq!(
+        pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
     // The limits are in the container's cgroup.
-    let id = pod["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("runc://").to_string();
+    let id = pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("runc://")
+        .to_string();
     let uid = pod["metadata"]["uid"].as_str().unwrap();
-    let cg = format!("/sys/fs/cgroup/memory/drover/{}/pod{uid}/{id}/memory.limit_in_bytes", s.node_name());
-    let unified = format!("/sys/fs/cgroup/drover/{}/pod{uid}/{id}/memory.max", s.node_name());
-    let limit = std::fs::read_to_string(&cg).or_else(|_| std::fs::read_to_string(&unified)).expect("memory cgroup of the container");
+    let cg = format!(
+        "/sys/fs/cgroup/memory/drover/{}/pod{uid}/{id}/memory.limit_in_bytes",
+        s.node_name()
+    );
+    let unified = format!(
+        "/sys/fs/cgroup/drover/{}/pod{uid}/{id}/memory.max",
+        s.node_name()
+    );
+    let limit = std::fs::read_to_string(&cg)
+        .or_else(|_| std::fs::read_to_string(&unified))
+        .expect("memory cgroup of the container");
     assert_eq!(limit.trim(), (48u64 << 20).to_string());
     // A changed ConfigMap reaches the mounted file (the kubelet refreshes volumes periodically).
     s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {mode: slow, app.conf: port=81}\n");
-    wait_for("the configMap volume to refresh", Duration::from_secs(90), || (exec("cat /etc/cfg/app.conf") == "port=81").then_some(()));
+    wait_for(
+        "the configMap volume to refresh",
+        Duration::from_secs(90),
+        || (exec("cat /etc/cfg/app.conf") == "port=81").then_some(()),
+    );
 }
 
 #[test]
@@ -94,32 +148,88 @@ spec:
 "#));
     s.wait_pod_ready("locked");
     let id = s.kubectl(&["exec", "locked", "--", "id"]);
-    assert!(id.contains("uid=1000") && id.contains("gid=3000") && id.contains("2000"), "{id}");
+    assert!(
+        id.contains("uid=1000") && id.contains("gid=3000") && id.contains("2000"),
+        "{id}"
+    );
     let out = s.kubectl_output(&["exec", "locked", "--", "touch", "/newfile"]);
     assert!(!out.status.success(), "the root filesystem is read-only");
-    let caps = s.kubectl(&["exec", "locked", "--", "grep", "CapEff", "/proc/self/status"]);
+    let caps = s.kubectl(&[
+        "exec",
+        "locked",
+        "--",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
     assert!(caps.contains("0000000000000000"), "{caps}");
 }
 
 #[test]
 fn top_attach_and_a_deployment_on_a_real_node() {
     let s = Server::start_with_node(&[]);
-    s.kubectl(&["create", "deployment", "web", &format!("--image={BUSYBOX}"), "--replicas=3", "--", "sh", "-c", "while true; do echo tick; sleep 1; done"]);
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        &format!("--image={BUSYBOX}"),
+        "--replicas=3",
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 1; done",
+    ]);
     s.kubectl(&["rollout", "status", "deploy/web", "--timeout=120s"]);
-    let pods = s.kubectl(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.status.podIP}{\" \"}{end}"]);
+    let pods = s.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.status.podIP}{\" \"}{end}",
+    ]);
     let ips: std::collections::BTreeSet<&str> = pods.split_whitespace().collect();
     assert_eq!(ips.len(), 3, "three pods with three IPs: {pods}");
     // A replica deleted by hand is replaced.
-    let first = s.kubectl(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let first = s.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
     s.kubectl(&["delete", "pod", &first, "--wait=false"]);
-    wait_for("three ready replicas again", Duration::from_secs(90), || {
-        let ready = s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
-        let names = s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]);
-        (ready == "3" && !names.contains(&first)).then_some(())
-    });
+    wait_for(
+        "three ready replicas again",
+        Duration::from_secs(90),
+        || {
+            let ready = s.kubectl(&[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ]);
+            let names = s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]);
+            (ready == "3" && !names.contains(&first)).then_some(())
+        },
+    );
     // attach streams the running process's output.
-    let pod = s.kubectl(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
-    let mut attach = s.kubectl_cmd(&["attach", &pod]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let pod = s.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let mut attach = s
+        .kubectl_cmd(&["attach", &pod])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let mut out = attach.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         use std::io::Read;
@@ -136,7 +246,9 @@ fn top_attach_and_a_deployment_on_a_real_node() {
         }
         false
     });
-    wait_for("attach to show output", Duration::from_secs(20), || reader.is_finished().then_some(()));
+    wait_for("attach to show output", Duration::from_secs(20), || {
+        reader.is_finished().then_some(())
+    });
     let _ = attach.kill();
     let _ = attach.wait();
     assert!(reader.join().unwrap(), "kubectl attach showed no output");
@@ -149,7 +261,9 @@ fn top_attach_and_a_deployment_on_a_real_node() {
     assert!(top.contains("Mi"), "{top}");
     let node = wait_for("kubectl top node", Duration::from_secs(60), || {
         let out = s.kubectl_output(&["top", "node"]);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
     });
     assert!(node.contains(s.node_name()) && node.contains('%'), "{node}");
 }

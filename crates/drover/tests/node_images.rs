@@ -22,11 +22,21 @@ spec:
 }
 
 fn waiting_reason(p: &serde_json::Value) -> String {
-    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str().unwrap_or("").to_string()
+    p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 fn events(s: &Server, pod: &str) -> String {
-    s.kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={pod}"), "-o", "custom-columns=REASON:.reason,MESSAGE:.message"])
+    s.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={pod}"),
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    ])
 }
 
 /// Pushes a busybox image whose layer differs from the imported one (the binary gets a
@@ -38,7 +48,16 @@ fn push_busybox(s: &Server, reg: &images::testing::Registry, repo: &str) {
     bytes.extend_from_slice(format!("variant-{}", common::node::unique()).as_bytes());
     std::fs::write(&bin, bytes).unwrap();
     std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    s.drover(&["image", "build-busybox", "--busybox", bin.to_str().unwrap(), "--tag", "drover.local/push:1", "--output", archive.to_str().unwrap()]);
+    s.drover(&[
+        "image",
+        "build-busybox",
+        "--busybox",
+        bin.to_str().unwrap(),
+        "--tag",
+        "drover.local/push:1",
+        "--output",
+        archive.to_str().unwrap(),
+    ]);
     images::testing::push(&archive, &format!("{}/{repo}", reg.addr()), None);
 }
 
@@ -50,33 +69,65 @@ fn pods_pull_from_a_loopback_registry_with_events() {
     let image = format!("{}/tools/busybox:1.0", reg.addr());
     s.kubectl_stdin(&["apply", "-f", "-"], &pod("pulled", &image));
     let p = s.wait_pod_ready("pulled");
-    let image_id = p["status"]["containerStatuses"][0]["imageID"].as_str().unwrap();
+    let image_id = p["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap();
     assert!(image_id.contains("@sha256:"), "{image_id}");
     let ev = events(&s, "pulled");
     assert!(ev.contains(&format!("Pulling image \"{image}\"")), "{ev}");
     assert!(ev.contains("Successfully pulled image"), "{ev}");
     let ls = s.drover(&["image", "ls", "--data-dir", s.dir.path().to_str().unwrap()]);
-    assert!(ls.contains("tools/busybox:1.0") && ls.contains("busybox:1.36"), "{ls}");
+    assert!(
+        ls.contains("tools/busybox:1.0") && ls.contains("busybox:1.36"),
+        "{ls}"
+    );
 }
 
 #[test]
 fn missing_images_and_unreachable_registries_back_off() {
     let reg = images::testing::Registry::start();
     let s = Server::start_with_node(&[]);
-    s.kubectl_stdin(&["apply", "-f", "-"], &pod("nosuch", &format!("{}/nosuch/image:1.0", reg.addr())));
-    let p = s.wait_pod("nosuch", "in ImagePullBackOff", Duration::from_secs(60), |p| waiting_reason(p) == "ImagePullBackOff");
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("nosuch", &format!("{}/nosuch/image:1.0", reg.addr())),
+    );
+    let p = s.wait_pod(
+        "nosuch",
+        "in ImagePullBackOff",
+        Duration::from_secs(60),
+        |p| waiting_reason(p) == "ImagePullBackOff",
+    );
     assert_eq!(p["status"]["phase"], "Pending");
     let ev = events(&s, "nosuch");
-    assert!(ev.contains("Failed to pull image") && ev.contains("ErrImagePull"), "{ev}");
+    assert!(
+        ev.contains("Failed to pull image") && ev.contains("ErrImagePull"),
+        "{ev}"
+    );
     // A registry that is down (nothing listens on its port any more).
     let down = reg.addr();
     drop(reg);
-    s.kubectl_stdin(&["apply", "-f", "-"], &pod("unreachable", &format!("{down}/busybox:1.0")));
-    s.wait_pod("unreachable", "failing to pull", Duration::from_secs(60), |p| matches!(waiting_reason(p).as_str(), "ErrImagePull" | "ImagePullBackOff"));
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("unreachable", &format!("{down}/busybox:1.0")),
+    );
+    s.wait_pod(
+        "unreachable",
+        "failing to pull",
+        Duration::from_secs(60),
+        |p| {
+            matches!(
+                waiting_reason(p).as_str(),
+                "ErrImagePull" | "ImagePullBackOff"
+            )
+        },
+    );
     // imagePullPolicy Never without the image.
-    let never = pod("never", "drover.local/absent:1").replace("command:", "imagePullPolicy: Never\n    command:");
+    let never = pod("never", "drover.local/absent:1")
+        .replace("command:", "imagePullPolicy: Never\n    command:");
     s.kubectl_stdin(&["apply", "-f", "-"], &never);
-    s.wait_pod("never", "ErrImageNeverPull", Duration::from_secs(30), |p| waiting_reason(p) == "ErrImageNeverPull");
+    s.wait_pod("never", "ErrImageNeverPull", Duration::from_secs(30), |p| {
+        waiting_reason(p) == "ErrImageNeverPull"
+    });
     // The imported image still runs.
     s.kubectl_stdin(&["apply", "-f", "-"], &pod("local", BUSYBOX));
     s.wait_pod_ready("local");
@@ -91,7 +142,11 @@ fn a_corrupted_layer_is_refused_and_nothing_is_cached() {
     let mut corrupted = 0;
     let blobs = reg.storage_dir();
     for entry in walk(&blobs) {
-        if entry.file_name().is_some_and(|n| n == "data") && std::fs::metadata(&entry).map(|m| m.len() > 100_000).unwrap_or(false) {
+        if entry.file_name().is_some_and(|n| n == "data")
+            && std::fs::metadata(&entry)
+                .map(|m| m.len() > 100_000)
+                .unwrap_or(false)
+        {
             let mut bytes = std::fs::read(&entry).unwrap();
             let mid = bytes.len() / 2;
             bytes[mid] ^= 0xff;
@@ -99,7 +154,11 @@ fn a_corrupted_layer_is_refused_and_nothing_is_cached() {
             corrupted += 1;
         }
     }
-    assert!(corrupted >= 1, "no layer blob found under {}", blobs.display());
+    assert!(
+        corrupted >= 1,
+        "no layer blob found under {}",
+        blobs.display()
+    );
     let image = format!("{}/bad/busybox:1.0", reg.addr());
     s.kubectl_stdin(&["apply", "-f", "-"], &pod("corrupt", &image));
     wait_for("a digest error event", Duration::from_secs(60), || {
@@ -107,7 +166,10 @@ fn a_corrupted_layer_is_refused_and_nothing_is_cached() {
         (ev.to_lowercase().contains("digest")).then_some(())
     });
     let ls = s.drover(&["image", "ls", "--data-dir", s.dir.path().to_str().unwrap()]);
-    assert!(!ls.contains("bad/busybox"), "a corrupted image was cached: {ls}");
+    assert!(
+        !ls.contains("bad/busybox"),
+        "a corrupted image was cached: {ls}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

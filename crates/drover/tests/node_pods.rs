@@ -26,21 +26,57 @@ spec:
 #[test]
 fn kubectl_run_gives_a_running_pod_with_an_ip_that_answers() {
     let s = Server::start_with_node(&[]);
-    s.kubectl(&["run", "web", &format!("--image={BUSYBOX}"), "--", "httpd", "-f", "-p", "8080", "-h", "/etc"]);
+    s.kubectl(&[
+        "run",
+        "web",
+        &format!("--image={BUSYBOX}"),
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/etc",
+    ]);
     let pod = s.wait_pod_ready("web");
     let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
     assert_eq!(pod["spec"]["nodeName"], s.node_name());
     assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
-    assert!(pod["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().starts_with("runc://"));
-    let body = wait_for("httpd answers on the pod IP", Duration::from_secs(20), || http_get(&format!("{ip}:8080"), "/hostname"));
+    assert!(
+        pod["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("runc://")
+    );
+    let body = wait_for(
+        "httpd answers on the pod IP",
+        Duration::from_secs(20),
+        || http_get(&format!("{ip}:8080"), "/hostname"),
+    );
     assert_eq!(body.trim(), "web");
     let wide = s.kubectl(&["get", "pod", "web", "-o", "wide"]);
     assert!(wide.contains(&ip) && wide.contains(s.node_name()), "{wide}");
     // The node reports the machine.
-    let node: serde_json::Value = serde_json::from_str(&s.kubectl(&["get", "node", s.node_name(), "-o", "json"])).unwrap();
-    assert!(node["status"]["capacity"]["cpu"].as_str().unwrap().parse::<u32>().unwrap() >= 1);
-    assert!(node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("runc://"));
-    assert_eq!(node["spec"]["podCIDR"], s.node.as_ref().unwrap().pod_cidr.as_str());
+    let node: serde_json::Value =
+        serde_json::from_str(&s.kubectl(&["get", "node", s.node_name(), "-o", "json"])).unwrap();
+    assert!(
+        node["status"]["capacity"]["cpu"]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        node["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("runc://")
+    );
+    assert_eq!(
+        node["spec"]["podCIDR"],
+        s.node.as_ref().unwrap().pod_cidr.as_str()
+    );
 }
 
 #[test]
@@ -65,10 +101,16 @@ spec:
     );
     s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
     s.wait_pod_ready("pair");
-    wait_for("the client reads the server's page over localhost", Duration::from_secs(30), || {
-        let out = s.kubectl_output(&["logs", "pair", "-c", "client"]);
-        String::from_utf8_lossy(&out.stdout).contains("written-by-client").then_some(())
-    });
+    wait_for(
+        "the client reads the server's page over localhost",
+        Duration::from_secs(30),
+        || {
+            let out = s.kubectl_output(&["logs", "pair", "-c", "client"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("written-by-client")
+                .then_some(())
+        },
+    );
 }
 
 #[test]
@@ -78,33 +120,79 @@ fn logs_exec_cp_and_port_forward_through_kubectl() {
     s.kubectl_stdin(&["apply", "-f", "-"], &web_pod("tools", extra));
     s.wait_pod_ready("tools");
     // exec: output, exit codes, stdin, env.
-    assert_eq!(s.kubectl(&["exec", "tools", "--", "sh", "-c", "echo $GREETING"]).trim(), "hi-there");
+    assert_eq!(
+        s.kubectl(&["exec", "tools", "--", "sh", "-c", "echo $GREETING"])
+            .trim(),
+        "hi-there"
+    );
     let out = s.kubectl_output(&["exec", "tools", "--", "sh", "-c", "echo oops >&2; exit 3"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
-    assert_eq!(s.kubectl_stdin(&["exec", "-i", "tools", "--", "tr", "a-z", "A-Z"], "shout\n").trim(), "SHOUT");
+    assert_eq!(
+        s.kubectl_stdin(
+            &["exec", "-i", "tools", "--", "tr", "a-z", "A-Z"],
+            "shout\n"
+        )
+        .trim(),
+        "SHOUT"
+    );
     // cp both ways.
     let local = s.dir.path().join("up.txt");
     std::fs::write(&local, "copied up\n").unwrap();
     s.kubectl(&["cp", local.to_str().unwrap(), "tools:/tmp/up.txt"]);
-    assert_eq!(s.kubectl(&["exec", "tools", "--", "cat", "/tmp/up.txt"]), "copied up\n");
+    assert_eq!(
+        s.kubectl(&["exec", "tools", "--", "cat", "/tmp/up.txt"]),
+        "copied up\n"
+    );
     let down = s.dir.path().join("down.txt");
     s.kubectl(&["cp", "tools:/www/index.html", down.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(&down).unwrap().trim(), "hello-tools");
+    assert_eq!(
+        std::fs::read_to_string(&down).unwrap().trim(),
+        "hello-tools"
+    );
     // logs with --tail and --timestamps.
-    s.kubectl(&["exec", "tools", "--", "sh", "-c", "for i in 1 2 3; do echo line-$i > /proc/1/fd/1; done"]);
+    s.kubectl(&[
+        "exec",
+        "tools",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line-$i > /proc/1/fd/1; done",
+    ]);
     let logs = wait_for("three log lines", Duration::from_secs(10), || {
         let l = s.kubectl(&["logs", "tools"]);
         l.contains("line-3").then_some(l)
     });
     assert!(logs.contains("line-1"), "{logs}");
-    assert_eq!(s.kubectl(&["logs", "tools", "--tail", "1"]).trim(), "line-3");
+    assert_eq!(
+        s.kubectl(&["logs", "tools", "--tail", "1"]).trim(),
+        "line-3"
+    );
     let ts = s.kubectl(&["logs", "tools", "--tail", "1", "--timestamps"]);
     assert!(ts.starts_with("20") && ts.contains("Z line-3"), "{ts}");
-    assert!(s.kubectl(&["logs", "tools", "--since", "1h"]).contains("line-2"));
+    assert!(
+        s.kubectl(&["logs", "tools", "--since", "1h"])
+            .contains("line-2")
+    );
     // logs -f follows new lines.
-    let mut follow = s.kubectl_cmd(&["logs", "-f", "tools"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    s.kubectl(&["exec", "tools", "--", "sh", "-c", "echo followed-line > /proc/1/fd/1"]);
+    let mut follow = s
+        .kubectl_cmd(&["logs", "-f", "tools"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.kubectl(&[
+        "exec",
+        "tools",
+        "--",
+        "sh",
+        "-c",
+        "echo followed-line > /proc/1/fd/1",
+    ]);
     let mut stdout = follow.stdout.take().unwrap();
     let seen = std::thread::spawn(move || {
         use std::io::Read;
@@ -121,16 +209,35 @@ fn logs_exec_cp_and_port_forward_through_kubectl() {
         }
         false
     });
-    let ok = wait_for("logs -f shows the new line", Duration::from_secs(20), || seen.is_finished().then_some(()));
-    let _ = ok;
+    wait_for(
+        "logs -f shows the new line",
+        Duration::from_secs(20),
+        || seen.is_finished().then_some(()),
+    );
     let _ = follow.kill();
     let _ = follow.wait();
     assert!(seen.join().unwrap(), "logs -f never showed the new line");
     // port-forward to the pod's httpd.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut pf = s.kubectl_cmd(&["port-forward", "pod/tools", &format!("{port}:8080")]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let body = common::try_wait_for(Duration::from_secs(20), || http_get(&format!("127.0.0.1:{port}"), "/index.html"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut pf = s
+        .kubectl_cmd(&["port-forward", "pod/tools", &format!("{port}:8080")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = common::try_wait_for(Duration::from_secs(20), || {
+        http_get(&format!("127.0.0.1:{port}"), "/index.html")
+    });
     let _ = pf.kill();
     let out = pf.wait_with_output().unwrap();
-    assert_eq!(body.as_deref().map(str::trim), Some("hello-tools"), "port-forward: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        body.as_deref().map(str::trim),
+        Some("hello-tools"),
+        "port-forward: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

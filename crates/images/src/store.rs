@@ -172,7 +172,49 @@ impl Drop for TempDir {
     }
 }
 
+/// Every image record on disk.
+fn read_records(root: &Path) -> Result<HashMap<String, Record>, ImageError> {
+    let mut records = HashMap::new();
+    let images = root.join("images");
+    let rd =
+        fs::read_dir(&images).map_err(ImageError::io(format!("listing {}", images.display())))?;
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let parsed = fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(r) => {
+                records.insert(r.id.clone(), r);
+            }
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "ignoring unreadable image record")
+            }
+        }
+    }
+    Ok(records)
+}
+
 impl Inner {
+    /// Picks up images another process recorded since this store was opened (e.g.
+    /// `drover image import` while the agent runs).
+    pub fn refresh(&self) -> Result<(), ImageError> {
+        let on_disk = read_records(&self.root)?;
+        let mut records = lock(&self.records);
+        for (id, rec) in on_disk {
+            let known = records.entry(id).or_insert_with(|| rec.clone());
+            for r in rec.references {
+                if !known.references.contains(&r) {
+                    known.references.push(r);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn open(root: &Path) -> Result<Inner, ImageError> {
         for sub in ["blobs/sha256", "layers", "images", "tmp"] {
             let p = root.join(sub);
@@ -180,10 +222,18 @@ impl Inner {
         }
         let root = fs::canonicalize(root)
             .map_err(ImageError::io(format!("resolving {}", root.display())))?;
-        // Leftovers of interrupted pulls, imports and unpacks.
+        // Leftovers of interrupted pulls, imports and unpacks. Only old ones: another
+        // process (the agent, while `drover image import` runs) may be working in here.
+        let stale = |e: &fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(600))
+        };
         let tmp = root.join("tmp");
         if let Ok(rd) = fs::read_dir(&tmp) {
-            for e in rd.flatten() {
+            for e in rd.flatten().filter(stale) {
                 let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
             }
         }
@@ -193,7 +243,7 @@ impl Inner {
             root.join("images"),
         ] {
             if let Ok(rd) = fs::read_dir(&dir) {
-                for e in rd.flatten() {
+                for e in rd.flatten().filter(stale) {
                     if e.file_name().to_string_lossy().contains("tmp-") {
                         let p = e.path();
                         let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
@@ -201,27 +251,7 @@ impl Inner {
                 }
             }
         }
-        let mut records = HashMap::new();
-        let images = root.join("images");
-        let rd = fs::read_dir(&images)
-            .map_err(ImageError::io(format!("listing {}", images.display())))?;
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let parsed = fs::read(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(r) => {
-                    records.insert(r.id.clone(), r);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %p.display(), error = %e, "ignoring unreadable image record")
-                }
-            }
-        }
+        let records = read_records(&root)?;
         Ok(Inner {
             root,
             records: Mutex::new(records),
@@ -344,11 +374,21 @@ impl Inner {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Image>, ImageError> {
+        self.refresh_if_missing(key)?;
         Ok(Self::find(&lock(&self.records), key).map(Record::image))
+    }
+
+    /// Re-reads the records on disk when `key` is unknown here.
+    fn refresh_if_missing(&self, key: &str) -> Result<(), ImageError> {
+        if Self::find(&lock(&self.records), key).is_none() {
+            self.refresh()?;
+        }
+        Ok(())
     }
 
     /// Finds an image and records the use (for LRU garbage collection).
     pub fn find_and_touch(&self, key: &str) -> Result<Option<Image>, ImageError> {
+        self.refresh_if_missing(key)?;
         let mut records = lock(&self.records);
         let Some(id) = Self::find(&records, key).map(|r| r.id.clone()) else {
             return Ok(None);

@@ -30,13 +30,19 @@ pub enum EnvError {
 pub fn service_env(services: &[Value]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut sorted: Vec<&Value> = services.iter().collect();
-    sorted.sort_by(|a, b| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()));
+    sorted.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
     for s in sorted {
         let ip = s["spec"]["clusterIP"].as_str().unwrap_or("");
         if ip.is_empty() || ip == "None" {
             continue;
         }
-        let Some(name) = s["metadata"]["name"].as_str() else { continue };
+        let Some(name) = s["metadata"]["name"].as_str() else {
+            continue;
+        };
         let prefix = name.to_uppercase().replace('-', "_");
         let ports = s["spec"]["ports"].as_array().cloned().unwrap_or_default();
         let Some(first) = ports.first() else { continue };
@@ -44,15 +50,27 @@ pub fn service_env(services: &[Value]) -> Vec<(String, String)> {
         out.push((format!("{prefix}_SERVICE_PORT"), first["port"].to_string()));
         for p in &ports {
             if let Some(pn) = p["name"].as_str().filter(|n| !n.is_empty()) {
-                out.push((format!("{prefix}_SERVICE_PORT_{}", pn.to_uppercase().replace('-', "_")), p["port"].to_string()));
+                out.push((
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        pn.to_uppercase().replace('-', "_")
+                    ),
+                    p["port"].to_string(),
+                ));
             }
         }
         let proto = |p: &Value| p["protocol"].as_str().unwrap_or("TCP").to_string();
-        out.push((format!("{prefix}_PORT"), format!("{}://{ip}:{}", proto(first).to_lowercase(), first["port"])));
+        out.push((
+            format!("{prefix}_PORT"),
+            format!("{}://{ip}:{}", proto(first).to_lowercase(), first["port"]),
+        ));
         for p in &ports {
             let pr = proto(p);
             let base = format!("{prefix}_PORT_{}_{}", p["port"], pr);
-            out.push((base.clone(), format!("{}://{ip}:{}", pr.to_lowercase(), p["port"])));
+            out.push((
+                base.clone(),
+                format!("{}://{ip}:{}", pr.to_lowercase(), p["port"]),
+            ));
             out.push((format!("{base}_PROTO"), pr.to_lowercase()));
             out.push((format!("{base}_PORT"), p["port"].to_string()));
             out.push((format!("{base}_ADDR"), ip.to_string()));
@@ -78,7 +96,12 @@ pub fn field_ref(pod: &Value, path: &str) -> Result<String, EnvError> {
     }
     let kv = |m: &Value| -> String {
         m.as_object()
-            .map(|o| o.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n"))
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_default()
     };
     Ok(match path {
@@ -92,10 +115,19 @@ pub fn field_ref(pod: &Value, path: &str) -> Result<String, EnvError> {
         "status.hostIP" => s(&pod["status"]["hostIP"]),
         "status.podIP" => s(&pod["status"]["podIP"]),
         "status.hostIPs" | "status.podIPs" => {
-            let field = if path == "status.hostIPs" { "hostIPs" } else { "podIPs" };
+            let field = if path == "status.hostIPs" {
+                "hostIPs"
+            } else {
+                "podIPs"
+            };
             pod["status"][field]
                 .as_array()
-                .map(|a| a.iter().filter_map(|i| i["ip"].as_str()).collect::<Vec<_>>().join(","))
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i["ip"].as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default()
         }
         other => return Err(EnvError::Unsupported(format!("fieldRef {other}"))),
@@ -103,34 +135,67 @@ pub fn field_ref(pod: &Value, path: &str) -> Result<String, EnvError> {
 }
 
 /// The value of a `resourceFieldRef` (limits default to the node's allocatable).
-pub fn resource_field(container: &Value, resource: &str, divisor: Option<&str>, node_cpu_millis: i64, node_memory: i64) -> Result<String, EnvError> {
+pub fn resource_field(
+    container: &Value,
+    resource: &str,
+    divisor: Option<&str>,
+    node_cpu_millis: i64,
+    node_memory: i64,
+) -> Result<String, EnvError> {
     use api::quantity::Quantity;
-    let (section, name) = resource.split_once('.').ok_or_else(|| EnvError::Unsupported(format!("resourceFieldRef {resource}")))?;
-    let q = container["resources"][section][name].as_str().and_then(|s| Quantity::parse(s).ok());
+    let (section, name) = resource
+        .split_once('.')
+        .ok_or_else(|| EnvError::Unsupported(format!("resourceFieldRef {resource}")))?;
+    let q = container["resources"][section][name]
+        .as_str()
+        .and_then(|s| Quantity::parse(s).ok());
     let div = divisor.and_then(|d| Quantity::parse(d).ok());
     match name {
         "cpu" => {
-            let millis = q.map_or(if section == "limits" { node_cpu_millis } else { 0 }, |q| q.milli_value());
+            let millis = q.map_or(
+                if section == "limits" {
+                    node_cpu_millis
+                } else {
+                    0
+                },
+                |q| q.milli_value(),
+            );
             let d = div.map_or(1000, |d| d.milli_value()).max(1);
             Ok(((millis + d - 1) / d).to_string())
         }
         "memory" | "ephemeral-storage" => {
-            let bytes = q.map_or(if section == "limits" { node_memory } else { 0 }, |q| q.value());
+            let bytes = q.map_or(if section == "limits" { node_memory } else { 0 }, |q| {
+                q.value()
+            });
             let d = div.map_or(1, |d| d.value()).max(1);
             Ok(((bytes + d - 1) / d).to_string())
         }
-        other => Err(EnvError::Unsupported(format!("resourceFieldRef {section}.{other}"))),
+        other => Err(EnvError::Unsupported(format!(
+            "resourceFieldRef {section}.{other}"
+        ))),
     }
 }
 
 /// Reads data of a ConfigMap or Secret (decoded), None when it does not exist.
-async fn read_data(client: &Client, ns: &str, secret: bool, name: &str) -> Result<Option<BTreeMap<String, String>>, EnvError> {
-    let r = if secret { Resource::SECRETS } else { Resource::CONFIGMAPS };
+async fn read_data(
+    client: &Client,
+    ns: &str,
+    secret: bool,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, EnvError> {
+    let r = if secret {
+        Resource::SECRETS
+    } else {
+        Resource::CONFIGMAPS
+    };
     let kind = if secret { "secret" } else { "configmap" };
     match client.get(&r, Some(ns), name).await {
         Ok(o) => Ok(Some(data_of(&o, secret))),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(source) => Err(EnvError::Api { what: format!("{kind} {ns}/{name}"), source }),
+        Err(source) => Err(EnvError::Api {
+            what: format!("{kind} {ns}/{name}"),
+            source,
+        }),
     }
 }
 
@@ -151,7 +216,9 @@ pub fn data_of(o: &Value, secret: bool) -> BTreeMap<String, String> {
     }
     if !secret {
         for (k, v) in o["binaryData"].as_object().into_iter().flatten() {
-            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")) {
+            if let Ok(b) =
+                base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or(""))
+            {
                 out.insert(k.clone(), String::from_utf8_lossy(&b).into_owned());
             }
         }
@@ -161,7 +228,13 @@ pub fn data_of(o: &Value, secret: bool) -> BTreeMap<String, String> {
 
 /// The container's resolved variables in Kubernetes' order: service links, envFrom,
 /// env (each later one overriding), `$(VAR)` expanded against the earlier ones.
-pub async fn resolve(client: &Client, pod: &Value, container: &Value, node_cpu_millis: i64, node_memory: i64) -> Result<Vec<(String, String)>, EnvError> {
+pub async fn resolve(
+    client: &Client,
+    pod: &Value,
+    container: &Value,
+    node_cpu_millis: i64,
+    node_memory: i64,
+) -> Result<Vec<(String, String)>, EnvError> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let mut vars: Vec<(String, String)> = Vec::new();
     let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
@@ -175,14 +248,21 @@ pub async fn resolve(client: &Client, pod: &Value, container: &Value, node_cpu_m
         let services = client
             .list(&Resource::SERVICES, Some(ns), &ListParams::default())
             .await
-            .map_err(|source| EnvError::Api { what: format!("services in {ns}"), source })?;
+            .map_err(|source| EnvError::Api {
+                what: format!("services in {ns}"),
+                source,
+            })?;
         for (k, v) in service_env(&services.items) {
             set(&mut vars, k, v);
         }
     }
     for from in container["envFrom"].as_array().into_iter().flatten() {
         let prefix = from["prefix"].as_str().unwrap_or("");
-        let (secret, r) = if from["secretRef"].is_object() { (true, &from["secretRef"]) } else { (false, &from["configMapRef"]) };
+        let (secret, r) = if from["secretRef"].is_object() {
+            (true, &from["secretRef"])
+        } else {
+            (false, &from["configMapRef"])
+        };
         let name = r["name"].as_str().unwrap_or("");
         match read_data(client, ns, secret, name).await? {
             Some(data) => {
@@ -198,26 +278,46 @@ pub async fn resolve(client: &Client, pod: &Value, container: &Value, node_cpu_m
         }
     }
     for e in container["env"].as_array().into_iter().flatten() {
-        let Some(name) = e["name"].as_str() else { continue };
+        let Some(name) = e["name"].as_str() else {
+            continue;
+        };
         let vf = &e["valueFrom"];
         let value = if let Some(v) = e["value"].as_str() {
-            let known: BTreeMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let known: BTreeMap<&str, &str> =
+                vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             crate::node::spec::expand(v, &known)
         } else if let Some(path) = vf["fieldRef"]["fieldPath"].as_str() {
             field_ref(pod, path)?
         } else if let Some(res) = vf["resourceFieldRef"]["resource"].as_str() {
-            resource_field(container, res, vf["resourceFieldRef"]["divisor"].as_str(), node_cpu_millis, node_memory)?
+            resource_field(
+                container,
+                res,
+                vf["resourceFieldRef"]["divisor"].as_str(),
+                node_cpu_millis,
+                node_memory,
+            )?
         } else if vf["configMapKeyRef"].is_object() || vf["secretKeyRef"].is_object() {
             let secret = vf["secretKeyRef"].is_object();
-            let r = if secret { &vf["secretKeyRef"] } else { &vf["configMapKeyRef"] };
-            let (src, key) = (r["name"].as_str().unwrap_or(""), r["key"].as_str().unwrap_or(""));
+            let r = if secret {
+                &vf["secretKeyRef"]
+            } else {
+                &vf["configMapKeyRef"]
+            };
+            let (src, key) = (
+                r["name"].as_str().unwrap_or(""),
+                r["key"].as_str().unwrap_or(""),
+            );
             let optional = r["optional"].as_bool() == Some(true);
             let kind = if secret { "secret" } else { "configmap" };
             match read_data(client, ns, secret, src).await? {
                 Some(data) => match data.get(key) {
                     Some(v) => v.clone(),
                     None if optional => continue,
-                    None => return Err(EnvError::Missing(format!("couldn't find key {key} in {kind} {ns}/{src}"))),
+                    None => {
+                        return Err(EnvError::Missing(format!(
+                            "couldn't find key {key} in {kind} {ns}/{src}"
+                        )));
+                    }
                 },
                 None if optional => continue,
                 None => return Err(EnvError::Missing(format!("{kind} \"{src}\" not found"))),
@@ -264,10 +364,22 @@ mod tests {
     #[test]
     fn resource_fields() {
         let c = json!({"resources": {"limits": {"cpu": "1500m", "memory": "64Mi"}}});
-        assert_eq!(resource_field(&c, "limits.cpu", None, 2000, 1 << 30).unwrap(), "2");
-        assert_eq!(resource_field(&c, "limits.cpu", Some("1m"), 2000, 1 << 30).unwrap(), "1500");
-        assert_eq!(resource_field(&c, "limits.memory", Some("1Mi"), 2000, 1 << 30).unwrap(), "64");
-        assert_eq!(resource_field(&json!({}), "limits.memory", None, 2000, 1024).unwrap(), "1024");
+        assert_eq!(
+            resource_field(&c, "limits.cpu", None, 2000, 1 << 30).unwrap(),
+            "2"
+        );
+        assert_eq!(
+            resource_field(&c, "limits.cpu", Some("1m"), 2000, 1 << 30).unwrap(),
+            "1500"
+        );
+        assert_eq!(
+            resource_field(&c, "limits.memory", Some("1Mi"), 2000, 1 << 30).unwrap(),
+            "64"
+        );
+        assert_eq!(
+            resource_field(&json!({}), "limits.memory", None, 2000, 1024).unwrap(),
+            "1024"
+        );
     }
 
     #[test]

@@ -7,37 +7,76 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// (object uid, reason, message) → (event namespace, event name, count).
+type Seen = HashMap<(String, String, String), (String, String, u64)>;
+
 /// Records events for one node.
 #[derive(Clone)]
 pub struct Recorder {
     client: Client,
     node: String,
-    /// (object uid, reason, message) → (event namespace, event name, count).
-    seen: Arc<Mutex<HashMap<(String, String, String), (String, String, u64)>>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 impl Recorder {
     /// A recorder for `node`.
     pub fn new(client: Client, node: &str) -> Recorder {
-        Recorder { client, node: node.to_string(), seen: Arc::default() }
+        Recorder {
+            client,
+            node: node.to_string(),
+            seen: Arc::default(),
+        }
     }
 
     /// Records (or counts again) an event about `pod`; `field_path` names the
     /// container (`spec.containers{web}`) when it is about one. Failures are logged.
-    pub async fn pod(&self, pod: &Value, field_path: Option<&str>, type_: &str, reason: &str, message: &str) {
-        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    pub async fn pod(
+        &self,
+        pod: &Value,
+        field_path: Option<&str>,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let uid = pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ns = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
         let key = (uid.clone(), reason.to_string(), message.to_string());
-        let known = self.seen.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+        let known = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
         if let Some((ens, name, count)) = known {
             let patch = Patch::Merge(json!({"count": count + 1, "lastTimestamp": now()}));
-            if self.client.patch(&Resource::EVENTS, Some(&ens), &name, &patch, &PatchParams::default()).await.is_ok() {
-                self.seen.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (ens, name, count + 1));
+            if self
+                .client
+                .patch(
+                    &Resource::EVENTS,
+                    Some(&ens),
+                    &name,
+                    &patch,
+                    &PatchParams::default(),
+                )
+                .await
+                .is_ok()
+            {
+                self.seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key, (ens, name, count + 1));
                 return;
             }
         }
@@ -67,7 +106,11 @@ impl Recorder {
             "eventTime": null,
             "count": 1,
         });
-        match self.client.create(&Resource::EVENTS, Some(&ns), &event, &PostParams::default()).await {
+        match self
+            .client
+            .create(&Resource::EVENTS, Some(&ns), &event, &PostParams::default())
+            .await
+        {
             Ok(created) => {
                 if let Some(name) = created["metadata"]["name"].as_str() {
                     let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -83,6 +126,9 @@ impl Recorder {
 
     /// Forgets a pod's events (it is gone).
     pub fn forget(&self, uid: &str) {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).retain(|k, _| k.0 != uid);
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| k.0 != uid);
     }
 }

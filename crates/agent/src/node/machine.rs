@@ -29,7 +29,9 @@ pub struct Machine {
 }
 
 fn read(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// A `/proc/meminfo` field in bytes.
@@ -54,10 +56,21 @@ impl Machine {
             .map(|v| v.trim_matches('"').to_string())
             .unwrap_or_else(|| "Linux".into());
         let pids_running = std::fs::read_dir("/proc")
-            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count() as u64)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .bytes()
+                            .all(|b| b.is_ascii_digit())
+                    })
+                    .count() as u64
+            })
             .unwrap_or(0);
         Machine {
-            cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
             memory_bytes: meminfo(&mem, "MemTotal").unwrap_or(0),
             memory_available: meminfo(&mem, "MemAvailable").unwrap_or(0),
             disk_bytes,
@@ -66,7 +79,10 @@ impl Machine {
             os_image,
             machine_id: read("/etc/machine-id"),
             boot_id: read("/proc/sys/kernel/random/boot_id"),
-            pids: (pids_running, read("/proc/sys/kernel/pid_max").parse().unwrap_or(32768)),
+            pids: (
+                pids_running,
+                read("/proc/sys/kernel/pid_max").parse().unwrap_or(32768),
+            ),
         }
     }
 

@@ -33,7 +33,12 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut workers: HashMap<String, Running> = HashMap::new();
     let mut first_list = true;
     let params = ListParams::default().fields(format!("spec.nodeName={}", ctx.cfg.name));
-    let mut events = std::pin::pin!(client::watcher(ctx.client.clone(), Resource::PODS, None, params));
+    let mut events = std::pin::pin!(client::watcher(
+        ctx.client.clone(),
+        Resource::PODS,
+        None,
+        params
+    ));
     while let Some(ev) = events.next().await {
         workers.retain(|_, w| !w.task.is_finished());
         match ev {
@@ -45,7 +50,10 @@ pub async fn run(ctx: Arc<Ctx>) {
                 }
             }
             Ok(Event::Restarted(list)) => {
-                let live: HashSet<String> = list.iter().filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)).collect();
+                let live: HashSet<String> = list
+                    .iter()
+                    .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+                    .collect();
                 for (uid, w) in &workers {
                     if !live.contains(uid) {
                         let _ = w.tx.send(None);
@@ -63,8 +71,15 @@ pub async fn run(ctx: Arc<Ctx>) {
     }
 }
 
-fn feed(ctx: &Arc<Ctx>, workers: &mut HashMap<String, Running>, adoptable: &mut HashMap<String, Vec<ContainerInfo>>, pod: Value) {
-    let Some(uid) = pod["metadata"]["uid"].as_str().map(str::to_string) else { return };
+fn feed(
+    ctx: &Arc<Ctx>,
+    workers: &mut HashMap<String, Running>,
+    adoptable: &mut HashMap<String, Vec<ContainerInfo>>,
+    pod: Value,
+) {
+    let Some(uid) = pod["metadata"]["uid"].as_str().map(str::to_string) else {
+        return;
+    };
     let pod = Arc::new(pod);
     if let Some(w) = workers.get(&uid) {
         let _ = w.tx.send(Some(pod));
@@ -78,11 +93,23 @@ fn feed(ctx: &Arc<Ctx>, workers: &mut HashMap<String, Running>, adoptable: &mut 
 }
 
 /// Removes containers, sandboxes and pod directories of pods the API no longer has.
-async fn remove_orphans(ctx: &Ctx, live: &HashSet<String>, adoptable: &mut HashMap<String, Vec<ContainerInfo>>) {
-    let dead: Vec<String> = adoptable.keys().filter(|u| !live.contains(*u)).cloned().collect();
+async fn remove_orphans(
+    ctx: &Ctx,
+    live: &HashSet<String>,
+    adoptable: &mut HashMap<String, Vec<ContainerInfo>>,
+) {
+    let dead: Vec<String> = adoptable
+        .keys()
+        .filter(|u| !live.contains(*u))
+        .cloned()
+        .collect();
     for uid in &dead {
         for info in adoptable.remove(uid).unwrap_or_default() {
-            tracing::info!("node {}: removing container {} of deleted pod {uid}", ctx.cfg.name, info.id);
+            tracing::info!(
+                "node {}: removing container {} of deleted pod {uid}",
+                ctx.cfg.name,
+                info.id
+            );
             if let Err(e) = ctx.runtime.remove(&info.id).await {
                 tracing::warn!("removing container {}: {e}", info.id);
             }
@@ -92,7 +119,10 @@ async fn remove_orphans(ctx: &Ctx, live: &HashSet<String>, adoptable: &mut HashM
     if let Ok(uids) = ctx.net.list_pod_uids() {
         for uid in uids {
             if !live.contains(&uid) {
-                tracing::info!("node {}: removing the sandbox of deleted pod {uid}", ctx.cfg.name);
+                tracing::info!(
+                    "node {}: removing the sandbox of deleted pod {uid}",
+                    ctx.cfg.name
+                );
                 if let Err(e) = ctx.net.remove_sandbox(&uid).await {
                     tracing::warn!("removing sandbox {uid}: {e}");
                 }
@@ -110,7 +140,12 @@ async fn remove_orphans(ctx: &Ctx, live: &HashSet<String>, adoptable: &mut HashM
     }
     // Rootfs mounts of containers that no longer exist.
     if let Ok(dirs) = std::fs::read_dir(ctx.cfg.data_dir.join("containers")) {
-        let known: HashSet<String> = ctx.runtime.list().await.map(|l| l.into_iter().map(|i| i.id).collect()).unwrap_or_default();
+        let known: HashSet<String> = ctx
+            .runtime
+            .list()
+            .await
+            .map(|l| l.into_iter().map(|i| i.id).collect())
+            .unwrap_or_default();
         for d in dirs.flatten() {
             let id = d.file_name().to_string_lossy().to_string();
             if !known.contains(&id) {

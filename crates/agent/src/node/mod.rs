@@ -127,6 +127,8 @@ pub struct PodEntry {
     pub containers: BTreeMap<String, (String, u32, bool)>,
     /// Container name → why it is not running (for log errors).
     pub waiting: BTreeMap<String, String>,
+    /// Image store ids its containers use (never garbage-collected).
+    pub images: std::collections::BTreeSet<String>,
 }
 
 /// What every part of the agent shares.
@@ -164,7 +166,10 @@ impl Ctx {
     }
     /// The log file of one container instance.
     pub fn log_path(&self, uid: &str, container: &str, attempt: u32) -> PathBuf {
-        self.pod_dir(uid).join("logs").join(container).join(format!("{attempt}.log"))
+        self.pod_dir(uid)
+            .join("logs")
+            .join(container)
+            .join(format!("{attempt}.log"))
     }
     /// Where one container instance's rootfs is mounted.
     pub fn container_dir(&self, id: &str) -> PathBuf {
@@ -176,7 +181,10 @@ impl Ctx {
 pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
     let io = |what: &str| {
         let what = what.to_string();
-        move |source| AgentError::Io { what: what.clone(), source }
+        move |source| AgentError::Io {
+            what: what.clone(),
+            source,
+        }
     };
     std::fs::create_dir_all(&cfg.data_dir).map_err(io("creating the data directory"))?;
     let images = images::ImageStore::open(&cfg.data_dir.join("images"))?;
@@ -188,7 +196,10 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
         cgroup_parent: format!("/drover/{}", cfg.name),
     })?;
     let listener = server::bind(&cfg).await?;
-    let port = listener.local_addr().map_err(io("reading the agent's port"))?.port();
+    let port = listener
+        .local_addr()
+        .map_err(io("reading the agent's port"))?
+        .port();
     let m = machine::Machine::read(&cfg.data_dir);
     let ctx_base = |net: podnet::Network, cfg: AgentConfig| Ctx {
         events: events::Recorder::new(client.clone(), &cfg.name),
@@ -206,27 +217,91 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
     };
     // Register first: the pod range may come from the Node's spec.
     let since = crate::hollow::timestamp(false);
-    let placeholder = podnet::Network::new(net_config(&cfg, cfg.pod_cidr.unwrap_or_else(|| "10.88.0.0/24".parse().unwrap_or_default())))?;
+    let placeholder = podnet::Network::new(net_config(
+        &cfg,
+        cfg.pod_cidr
+            .unwrap_or_else(|| "10.88.0.0/24".parse().unwrap_or_default()),
+    ))?;
     let pre = Arc::new(ctx_base(placeholder, cfg.clone()));
     let (uid, cidr) = loop {
         match register::register(&pre, &since).await {
             Ok((uid, cidr)) => match cidr.or_else(|| cfg.pod_cidr.map(|c| c.to_string())) {
                 Some(c) => break (uid, c),
-                None => tracing::info!("node {}: waiting for a podCIDR (pass --pod-cidr or run the node IPAM controller)", cfg.name),
+                None => tracing::info!(
+                    "node {}: waiting for a podCIDR (pass --pod-cidr or run the node IPAM controller)",
+                    cfg.name
+                ),
             },
             Err(e) => tracing::warn!("node {}: registering: {e}", cfg.name),
         }
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     };
-    let subnet: podnet::Ipv4Net = cidr
-        .parse()
-        .map_err(|_| AgentError::Server(format!("node {}: spec.podCIDR {cidr:?} is not an IPv4 CIDR", cfg.name)))?;
+    let subnet: podnet::Ipv4Net = cidr.parse().map_err(|_| {
+        AgentError::Server(format!(
+            "node {}: spec.podCIDR {cidr:?} is not an IPv4 CIDR",
+            cfg.name
+        ))
+    })?;
     drop(pre);
+    // Cluster DNS for this node's pods listens on the bridge's gateway address (a
+    // node-local resolver, as NodeLocal DNSCache), so the bridge is made up front.
+    let gateway = std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1);
+    let mut cfg = cfg;
+    let dns = match ensure_bridge(&cfg.bridge, gateway, subnet.prefix_len()).await {
+        Ok(()) => bind_dns(gateway).await,
+        Err(e) => Err(e),
+    };
+    let dns = match dns {
+        Ok(sockets) => {
+            cfg.cluster_dns = Some(gateway.to_string());
+            Some(sockets)
+        }
+        Err(e) => {
+            tracing::warn!("node {}: no cluster DNS for pods ({e}); they use the host's resolvers", cfg.name);
+            None
+        }
+    };
     let ctx = Arc::new(ctx_base(podnet::Network::new(net_config(&cfg, subnet))?, cfg.clone()));
-    tracing::info!("node {} registered: pods in {subnet}, agent on https://{}:{port}", cfg.name, cfg.node_ip);
+    tracing::info!(
+        "node {} registered: pods in {subnet}, agent on https://{}:{port}",
+        cfg.name,
+        cfg.node_ip
+    );
     let beat = tokio::spawn(register::heartbeat(ctx.clone(), uid, since));
     let serve = tokio::spawn(server::serve(ctx.clone(), listener));
     let sample = tokio::spawn(stats::sample_loop(ctx.clone()));
+    let gc = tokio::spawn(image_gc_loop(ctx.clone()));
+    let proxy_cfg = proxy::ProxyConfig {
+        node_name: cfg.name.clone(),
+        node_ips: vec![cfg.node_ip],
+        chain_prefix: proxy_prefix(&cfg.name),
+        pod_cidr: subnet.to_string(),
+        cluster_cidr: None,
+    };
+    let proxy_client = ctx.client.clone();
+    let node = cfg.name.clone();
+    let services = tokio::spawn(async move {
+        if let Err(e) = proxy::run(proxy_client, proxy_cfg).await {
+            tracing::error!("node {node}: the service proxy stopped: {e}");
+        }
+    });
+    let resolver = match dns {
+        Some((udp, tcp)) => {
+            let dns_cfg = proxy::DnsConfig {
+                listen: std::net::SocketAddr::from((gateway, 53)),
+                cluster_domain: cfg.cluster_domain.clone(),
+                upstream: proxy::upstreams_from_resolv_conf(&ctx.host_resolv),
+            };
+            let dns_client = ctx.client.clone();
+            let node = cfg.name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = proxy::serve_dns_on(dns_client, dns_cfg, udp, tcp).await {
+                    tracing::error!("node {node}: cluster DNS stopped: {e}");
+                }
+            })
+        }
+        None => tokio::spawn(async {}),
+    };
     struct Abort(Vec<tokio::task::JoinHandle<()>>);
     impl Drop for Abort {
         fn drop(&mut self) {
@@ -235,9 +310,90 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
             }
         }
     }
-    let _tasks = Abort(vec![beat, serve, sample]);
+    let _tasks = Abort(vec![beat, serve, sample, gc, services, resolver]);
     manager::run(ctx).await;
     Ok(())
+}
+
+/// The agent's nftables table prefix: stable per node name (so `drover reset` finds
+/// it) and distinct between agents sharing one kernel.
+pub fn proxy_prefix(node: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in node.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    format!("drv{:07x}", h & 0x0fff_ffff)
+}
+
+async fn ip(args: &[&str]) -> Result<String, AgentError> {
+    let out = tokio::process::Command::new("ip")
+        .args(args)
+        .output()
+        .await
+        .map_err(|source| AgentError::Io { what: "running ip (install iproute2)".into(), source })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(AgentError::Server(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
+
+/// Creates the pod bridge with its gateway address (the CNI bridge plugin adopts it).
+async fn ensure_bridge(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -> Result<(), AgentError> {
+    if ip(&["link", "show", "dev", name]).await.is_err() {
+        ip(&["link", "add", name, "type", "bridge"]).await?;
+    }
+    let addrs = ip(&["-4", "-o", "addr", "show", "dev", name]).await?;
+    if !addrs.contains(&format!("inet {gateway}/")) {
+        ip(&["addr", "add", &format!("{gateway}/{prefix}"), "dev", name]).await?;
+    }
+    ip(&["link", "set", name, "up"]).await?;
+    Ok(())
+}
+
+async fn bind_dns(addr: std::net::Ipv4Addr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), AgentError> {
+    let at = std::net::SocketAddr::from((addr, 53));
+    let err = |e: std::io::Error| AgentError::Server(format!("cannot listen on {at} for cluster DNS: {e}"));
+    let udp = tokio::net::UdpSocket::bind(at).await.map_err(err)?;
+    let tcp = tokio::net::TcpListener::bind(at).await.map_err(err)?;
+    Ok((udp, tcp))
+}
+
+/// Disk use above which unused images are removed, and the use to bring it down to
+/// (the kubelet's imageGCHighThresholdPercent / imageGCLowThresholdPercent).
+const IMAGE_GC_HIGH_PERCENT: u64 = 85;
+const IMAGE_GC_LOW_PERCENT: u64 = 80;
+
+/// Every minute: when the data directory's filesystem is fuller than the high
+/// threshold, removes least recently used images no pod on this node uses.
+async fn image_gc_loop(ctx: Arc<Ctx>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        let m = machine::Machine::read(&ctx.cfg.data_dir);
+        if m.disk_bytes == 0 {
+            continue;
+        }
+        let used = m.disk_bytes - m.disk_free.min(m.disk_bytes);
+        if used * 100 < m.disk_bytes * IMAGE_GC_HIGH_PERCENT {
+            continue;
+        }
+        let target = m.disk_bytes * IMAGE_GC_LOW_PERCENT / 100;
+        let in_use: std::collections::HashSet<String> = ctx
+            .pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .flat_map(|p| p.images.iter().cloned())
+            .collect();
+        match ctx.images.gc(&in_use, used.saturating_sub(target)) {
+            Ok(freed) => tracing::info!(
+                "node {}: disk {}% full, image GC freed {freed} bytes",
+                ctx.cfg.name,
+                used * 100 / m.disk_bytes
+            ),
+            Err(e) => tracing::warn!("node {}: image GC: {e}", ctx.cfg.name),
+        }
+    }
 }
 
 fn net_config(cfg: &AgentConfig, subnet: podnet::Ipv4Net) -> podnet::NetworkConfig {
@@ -245,6 +401,9 @@ fn net_config(cfg: &AgentConfig, subnet: podnet::Ipv4Net) -> podnet::NetworkConf
         bridge: cfg.bridge.clone(),
         subnet,
         state_dir: cfg.data_dir.join("cni"),
+        // Per agent: a restarted agent (or `drover reset`) removes namespaces with its
+        // prefix that have no pod, so agents sharing a kernel must never share one.
+        netns_prefix: format!("{}-", proxy_prefix(&cfg.name)),
         ..podnet::NetworkConfig::default()
     }
 }
@@ -284,17 +443,25 @@ pub async fn reset(cfg: &AgentConfig) -> Result<ResetReport, AgentError> {
         for d in dirs.flatten() {
             volumes::teardown(&d.path().join("volumes"))
                 .await
-                .map_err(|source| AgentError::Io { what: format!("removing volumes in {}", d.path().display()), source })?;
+                .map_err(|source| AgentError::Io {
+                    what: format!("removing volumes in {}", d.path().display()),
+                    source,
+                })?;
             let _ = std::fs::remove_dir_all(d.path());
         }
     }
-    let subnet = cfg.pod_cidr.unwrap_or_else(|| podnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 88, 0, 0), 24).unwrap_or_default());
+    let subnet = cfg.pod_cidr.unwrap_or_else(|| {
+        podnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 88, 0, 0), 24).unwrap_or_default()
+    });
     let net = podnet::Network::new(net_config(cfg, subnet))?;
     for uid in net.list_pod_uids()? {
         net.remove_sandbox(&uid).await?;
         report.sandboxes += 1;
     }
     net.destroy().await?;
+    proxy::cleanup(&proxy_prefix(&cfg.name))
+        .await
+        .map_err(|e| AgentError::Server(format!("removing the service rules: {e}")))?;
     runtime.remove_cgroup(&format!("/drover/{}", cfg.name))?;
     cgroups::remove_if_empty("/drover");
     Ok(report)

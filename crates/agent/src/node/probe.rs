@@ -102,28 +102,52 @@ fn port(v: &Value, container: &Value) -> Option<u16> {
 pub fn parse(container: &Value, kind: Kind) -> Option<Probe> {
     let p = container.get(kind.field()).filter(|p| p.is_object())?;
     let secs = |f: &str, d: u64| Duration::from_secs(p[f].as_u64().unwrap_or(d));
-    let count = |f: &str, d: u32| p[f].as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(d).max(1);
+    let count = |f: &str, d: u32| {
+        p[f].as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(d)
+            .max(1)
+    };
     let action = if p["httpGet"].is_object() {
         let h = &p["httpGet"];
         Action::Http {
-            host: h["host"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+            host: h["host"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
             port: port(&h["port"], container)?,
-            path: h["path"].as_str().filter(|s| !s.is_empty()).unwrap_or("/").to_string(),
+            path: h["path"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("/")
+                .to_string(),
             headers: h["httpHeaders"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|x| Some((x["name"].as_str()?.to_string(), x["value"].as_str().unwrap_or("").to_string())))
+                .filter_map(|x| {
+                    Some((
+                        x["name"].as_str()?.to_string(),
+                        x["value"].as_str().unwrap_or("").to_string(),
+                    ))
+                })
                 .collect(),
         }
     } else if p["tcpSocket"].is_object() {
         Action::Tcp {
-            host: p["tcpSocket"]["host"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+            host: p["tcpSocket"]["host"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
             port: port(&p["tcpSocket"]["port"], container)?,
         }
     } else if p["exec"].is_object() {
         Action::Exec {
-            command: p["exec"]["command"].as_array()?.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+            command: p["exec"]["command"]
+                .as_array()?
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
         }
     } else {
         return None;
@@ -133,7 +157,11 @@ pub fn parse(container: &Value, kind: Kind) -> Option<Probe> {
         initial_delay: secs("initialDelaySeconds", 0),
         period: secs("periodSeconds", 10).max(Duration::from_secs(1)),
         timeout: secs("timeoutSeconds", 1).max(Duration::from_secs(1)),
-        success_threshold: if kind == Kind::Readiness { count("successThreshold", 1) } else { 1 },
+        success_threshold: if kind == Kind::Readiness {
+            count("successThreshold", 1)
+        } else {
+            1
+        },
         failure_threshold: count("failureThreshold", 3),
     })
 }
@@ -142,15 +170,27 @@ pub fn parse(container: &Value, kind: Kind) -> Option<Probe> {
 pub type Outcome = Result<(), String>;
 
 /// One HTTP GET (plain HTTP/1.1, `Connection: close`), passing on 200–399.
-pub async fn http_get(ip: IpAddr, port: u16, path: &str, headers: &[(String, String)], timeout: Duration) -> Outcome {
+pub async fn http_get(
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Outcome {
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect((ip, port)).await.map_err(|e| format!("Get \"http://{ip}:{port}{path}\": dial tcp {ip}:{port}: {e}"))?;
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n");
+        let mut s = tokio::net::TcpStream::connect((ip, port))
+            .await
+            .map_err(|e| format!("Get \"http://{ip}:{port}{path}\": dial tcp {ip}:{port}: {e}"))?;
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut head = Vec::new();
         let mut buf = [0u8; 512];
         while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
@@ -161,8 +201,16 @@ pub async fn http_get(ip: IpAddr, port: u16, path: &str, headers: &[(String, Str
             head.extend_from_slice(&buf[..n]);
         }
         let line = String::from_utf8_lossy(&head);
-        let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("malformed HTTP response from {ip}:{port}"))?;
-        if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) }
+        let code: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("malformed HTTP response from {ip}:{port}"))?;
+        if (200..400).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("HTTP probe failed with statuscode: {code}"))
+        }
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -190,7 +238,11 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker with no result yet.
     pub fn new() -> Tracker {
-        Tracker { successes: 0, failures: 0, state: None }
+        Tracker {
+            successes: 0,
+            failures: 0,
+            state: None,
+        }
     }
 
     /// Records one attempt; returns the new state when it changed.
@@ -232,10 +284,32 @@ mod tests {
             "livenessProbe": {"tcpSocket": {"port": 9000}, "successThreshold": 5},
             "startupProbe": {"exec": {"command": ["cat", "/tmp/ok"]}, "failureThreshold": 30}});
         let r = parse(&c, Kind::Readiness).unwrap();
-        assert_eq!(r.action, Action::Http { host: None, port: 8080, path: "/healthz".into(), headers: vec![] });
-        assert_eq!((r.period, r.timeout, r.success_threshold, r.failure_threshold), (Duration::from_secs(2), Duration::from_secs(1), 2, 3));
+        assert_eq!(
+            r.action,
+            Action::Http {
+                host: None,
+                port: 8080,
+                path: "/healthz".into(),
+                headers: vec![]
+            }
+        );
+        assert_eq!(
+            (
+                r.period,
+                r.timeout,
+                r.success_threshold,
+                r.failure_threshold
+            ),
+            (Duration::from_secs(2), Duration::from_secs(1), 2, 3)
+        );
         let l = parse(&c, Kind::Liveness).unwrap();
-        assert_eq!(l.action, Action::Tcp { host: None, port: 9000 });
+        assert_eq!(
+            l.action,
+            Action::Tcp {
+                host: None,
+                port: 9000
+            }
+        );
         assert_eq!(l.success_threshold, 1);
         assert_eq!(parse(&c, Kind::Startup).unwrap().failure_threshold, 30);
         assert!(parse(&json!({}), Kind::Liveness).is_none());
@@ -243,7 +317,14 @@ mod tests {
 
     #[test]
     fn thresholds() {
-        let p = Probe { action: Action::Exec { command: vec![] }, initial_delay: Duration::ZERO, period: Duration::from_secs(1), timeout: Duration::from_secs(1), success_threshold: 2, failure_threshold: 3 };
+        let p = Probe {
+            action: Action::Exec { command: vec![] },
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            success_threshold: 2,
+            failure_threshold: 3,
+        };
         let mut t = Tracker::new();
         assert_eq!(t.record(&p, true), None);
         assert_eq!(t.record(&p, true), Some(true));
@@ -263,16 +344,36 @@ mod tests {
                 let mut buf = [0u8; 1024];
                 let n = s.read(&mut buf).await.unwrap();
                 let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                let code = if req.starts_with("GET /ok") { "200 OK" } else { "503 Service Unavailable" };
-                let _ = s.write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+                let code = if req.starts_with("GET /ok") {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await;
             }
         });
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(http_get(ip, port, "/ok", &[], Duration::from_secs(2)).await.is_ok());
-        let e = http_get(ip, port, "/bad", &[], Duration::from_secs(2)).await.unwrap_err();
+        assert!(
+            http_get(ip, port, "/ok", &[], Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
+        let e = http_get(ip, port, "/bad", &[], Duration::from_secs(2))
+            .await
+            .unwrap_err();
         assert!(e.contains("503"), "{e}");
         assert!(tcp_connect(ip, port, Duration::from_secs(2)).await.is_ok());
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        assert!(tcp_connect(ip, closed, Duration::from_secs(2)).await.is_err());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(
+            tcp_connect(ip, closed, Duration::from_secs(2))
+                .await
+                .is_err()
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The Node object of a real agent: registration, status heartbeats and the Lease.
 
-use super::machine::{Machine, arch};
 use super::Ctx;
+use super::machine::{Machine, arch};
 use client::{Patch, PatchParams, PostParams, Resource};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -23,11 +23,16 @@ fn resources(m: &Machine, max_pods: u32) -> Value {
 /// The node's status now.
 pub fn node_status(ctx: &Ctx, m: &Machine, ready_since: &str) -> Value {
     let now = crate::hollow::timestamp(false);
-    let cond = |type_: &str, bad: bool, ok_reason: &str, ok_msg: &str, bad_reason: &str, bad_msg: &str| {
-        let (status, reason, message) = if bad { ("True", bad_reason, bad_msg) } else { ("False", ok_reason, ok_msg) };
-        json!({"type": type_, "status": status, "reason": reason, "message": message,
+    let cond =
+        |type_: &str, bad: bool, ok_reason: &str, ok_msg: &str, bad_reason: &str, bad_msg: &str| {
+            let (status, reason, message) = if bad {
+                ("True", bad_reason, bad_msg)
+            } else {
+                ("False", ok_reason, ok_msg)
+            };
+            json!({"type": type_, "status": status, "reason": reason, "message": message,
                "lastHeartbeatTime": now, "lastTransitionTime": ready_since})
-    };
+        };
     let images: Vec<Value> = ctx
         .images
         .list()
@@ -72,7 +77,10 @@ pub fn node_status(ctx: &Ctx, m: &Machine, ready_since: &str) -> Value {
 
 /// Registers the node (create, or re-label an existing one keeping its spec) and
 /// returns its uid and spec.podCIDR.
-pub async fn register(ctx: &Ctx, ready_since: &str) -> Result<(String, Option<String>), client::Error> {
+pub async fn register(
+    ctx: &Ctx,
+    ready_since: &str,
+) -> Result<(String, Option<String>), client::Error> {
     let m = Machine::read(&ctx.cfg.data_dir);
     let mut labels = json!({
         "beta.kubernetes.io/arch": arch(), "beta.kubernetes.io/os": "linux",
@@ -90,21 +98,47 @@ pub async fn register(ctx: &Ctx, ready_since: &str) -> Result<(String, Option<St
         "metadata": {"name": ctx.cfg.name, "labels": labels},
         "spec": spec,
     });
-    let obj = match ctx.client.create(&Resource::NODES, None, &node, &PostParams::default()).await {
+    let obj = match ctx
+        .client
+        .create(&Resource::NODES, None, &node, &PostParams::default())
+        .await
+    {
         Ok(n) => n,
         Err(e) if e.is_already_exists() => {
             let mut patch = json!({"metadata": {"labels": labels}});
-            let existing = ctx.client.get(&Resource::NODES, None, &ctx.cfg.name).await?;
+            let existing = ctx
+                .client
+                .get(&Resource::NODES, None, &ctx.cfg.name)
+                .await?;
             if existing["spec"]["podCIDR"].is_null() && ctx.cfg.pod_cidr.is_some() {
                 patch["spec"] = spec;
             }
-            ctx.client.patch(&Resource::NODES, None, &ctx.cfg.name, &Patch::Merge(patch), &PatchParams::default()).await?
+            ctx.client
+                .patch(
+                    &Resource::NODES,
+                    None,
+                    &ctx.cfg.name,
+                    &Patch::Merge(patch),
+                    &PatchParams::default(),
+                )
+                .await?
         }
         Err(e) => return Err(e),
     };
     let status = Patch::Merge(json!({"status": node_status(ctx, &m, ready_since)}));
-    ctx.client.patch_status(&Resource::NODES, None, &ctx.cfg.name, &status, &PatchParams::default()).await?;
-    let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    ctx.client
+        .patch_status(
+            &Resource::NODES,
+            None,
+            &ctx.cfg.name,
+            &status,
+            &PatchParams::default(),
+        )
+        .await?;
+    let uid = obj["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     crate::hollow::renew_node_lease(&ctx.client, &ctx.cfg.name, LEASE_SECONDS, Some(&uid)).await?;
     Ok((uid, obj["spec"]["podCIDR"].as_str().map(str::to_string)))
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A Kubernetes Status response.
@@ -27,7 +29,10 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     });
     let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = code;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -35,7 +40,12 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
 pub async fn bind(cfg: &AgentConfig) -> Result<tokio::net::TcpListener, AgentError> {
     tokio::net::TcpListener::bind((cfg.node_ip, cfg.port))
         .await
-        .map_err(|e| AgentError::Server(format!("cannot listen on {}:{}: {e} (pick another port with --port)", cfg.node_ip, cfg.port)))
+        .map_err(|e| {
+            AgentError::Server(format!(
+                "cannot listen on {}:{}: {e} (pick another port with --port)",
+                cfg.node_ip, cfg.port
+            ))
+        })
 }
 
 fn tls_config(cfg: &AgentConfig) -> Result<Arc<rustls::ServerConfig>, AgentError> {
@@ -46,13 +56,16 @@ fn tls_config(cfg: &AgentConfig) -> Result<Arc<rustls::ServerConfig>, AgentError
     let params = rcgen::CertificateParams::new(names).map_err(|e| err(e.to_string()))?;
     let cert = params.self_signed(&key).map_err(|e| err(e.to_string()))?;
     let chain = vec![rustls::pki_types::CertificateDer::from(cert.der().to_vec())];
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| err(e.to_string()))?;
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
         .map_err(|e| err(e.to_string()))?;
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| err(e.to_string()))?;
     Ok(Arc::new(tls))
 }
 
@@ -67,24 +80,33 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener) {
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let service = hyper::service::service_fn(move |req| {
                 let ctx = ctx.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(ctx, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).with_upgrades();
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .with_upgrades();
             let _ = conn.await;
         });
     }
 }
 
 fn query_param<'a>(q: &'a str, name: &str) -> Option<std::borrow::Cow<'a, str>> {
-    q.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy())
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy())
 }
 
 fn flag(q: &str, name: &str) -> bool {
@@ -110,10 +132,15 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         ["stats", "summary"] => {
             let doc = super::stats::summary(&ctx).await;
             let mut r = Response::new(full(doc.to_string()));
-            r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             r
         }
-        ["containerLogs", ns, pod, container] => logs(&ctx, ns, pod, container, req.uri().query().unwrap_or("")).await,
+        ["containerLogs", ns, pod, container] => {
+            logs(&ctx, ns, pod, container, req.uri().query().unwrap_or("")).await
+        }
         ["exec", ns, pod, container] => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             exec(ctx, req, &ns, &pod, &container, false).await
@@ -124,29 +151,76 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         }
         ["portForward", ns, pod] => {
             let key = format!("{ns}/{pod}");
-            let ip = ctx.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).and_then(|e| e.ip);
+            let ip = ctx
+                .pods
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .and_then(|e| e.ip);
             let Some(ip) = ip else {
-                return status(StatusCode::NOT_FOUND, "NotFound", &format!("pod {key} is not running on this node"));
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("pod {key} is not running on this node"),
+                );
             };
-            streaming::portforward::serve(req, move |port: u16| async move { tokio::net::TcpStream::connect((ip, port)).await }).map(|b| b.map_err(|never| match never {}).boxed_unsync())
+            streaming::portforward::serve(req, move |port: u16| async move {
+                tokio::net::TcpStream::connect((ip, port)).await
+            })
+            .map(|b| b.map_err(|never| match never {}).boxed_unsync())
         }
-        _ => status(StatusCode::NOT_FOUND, "NotFound", &format!("no such path {path}")),
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("no such path {path}"),
+        ),
     }
 }
 
 /// The current (or previous) instance of a container, or the error kubectl prints.
-fn instance(ctx: &Ctx, ns: &str, pod: &str, container: &str, previous: bool) -> Result<(String, String, u32, bool), Response<Body>> {
-    let pods = ctx.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+fn instance(
+    ctx: &Ctx,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    previous: bool,
+) -> Result<(String, String, u32, bool), Box<Response<Body>>> {
+    let pods = ctx
+        .pods
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(entry) = pods.get(&format!("{ns}/{pod}")) else {
-        return Err(status(StatusCode::NOT_FOUND, "NotFound", &format!("pod \"{pod}\" not found on this node")));
+        return Err(Box::new(status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("pod \"{pod}\" not found on this node"),
+        )));
     };
     match entry.containers.get(container) {
-        Some((id, attempt, running)) if !previous => Ok((entry.uid.clone(), id.clone(), *attempt, *running)),
-        Some((_, attempt, _)) if *attempt > 0 => Ok((entry.uid.clone(), String::new(), attempt - 1, false)),
-        Some(_) => Err(status(StatusCode::BAD_REQUEST, "BadRequest", &format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"))),
+        Some((id, attempt, running)) if !previous => {
+            Ok((entry.uid.clone(), id.clone(), *attempt, *running))
+        }
+        Some((_, attempt, _)) if *attempt > 0 => {
+            Ok((entry.uid.clone(), String::new(), attempt - 1, false))
+        }
+        Some(_) => Err(Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"),
+        ))),
         None => {
-            let reason = entry.waiting.get(container).cloned().unwrap_or_else(|| "ContainerCreating".into());
-            Err(status(StatusCode::BAD_REQUEST, "BadRequest", &format!("container \"{container}\" in pod \"{pod}\" is waiting to start: {reason}")))
+            let reason = entry
+                .waiting
+                .get(container)
+                .cloned()
+                .unwrap_or_else(|| "ContainerCreating".into());
+            Err(Box::new(status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "container \"{container}\" in pod \"{pod}\" is waiting to start: {reason}"
+                ),
+            )))
         }
     }
 }
@@ -155,14 +229,17 @@ async fn logs(ctx: &Arc<Ctx>, ns: &str, pod: &str, container: &str, q: &str) -> 
     let previous = flag(q, "previous");
     let (uid, id, attempt, running) = match instance(ctx, ns, pod, container, previous) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let since = query_param(q, "sinceSeconds")
         .and_then(|s| s.parse::<u64>().ok())
         .map(|s| SystemTime::now() - Duration::from_secs(s))
         .or_else(|| {
             query_param(q, "sinceTime")
-                .and_then(|t| time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok())
+                .and_then(|t| {
+                    time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
                 .map(SystemTime::from)
         });
     let opts = oci_runtime::logs::LogOptions {
@@ -181,11 +258,21 @@ async fn logs(ctx: &Arc<Ctx>, ns: &str, pod: &str, container: &str, q: &str) -> 
     };
     let stream = oci_runtime::logs::read(path, opts, stop).map(|r| r.map(Frame::data));
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     resp
 }
 
-async fn exec(ctx: Arc<Ctx>, req: Request<Incoming>, ns: &str, pod: &str, container: &str, attach: bool) -> Response<Body> {
+async fn exec(
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    attach: bool,
+) -> Response<Body> {
     let q = req.uri().query().unwrap_or("").to_string();
     let opts = match streaming::remotecommand::Options::from_query(&q) {
         Ok(o) => o,
@@ -193,10 +280,14 @@ async fn exec(ctx: Arc<Ctx>, req: Request<Incoming>, ns: &str, pod: &str, contai
     };
     let (_, id, _, running) = match instance(&ctx, ns, pod, container, false) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !running {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", &format!("container {container} is not running in pod {pod}"));
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("container {container} is not running in pod {pod}"),
+        );
     }
     let rt = ctx.runtime.clone();
     let command = opts.command.clone();
@@ -208,17 +299,52 @@ async fn exec(ctx: Arc<Ctx>, req: Request<Incoming>, ns: &str, pod: &str, contai
             match rt.attach(&id).await {
                 Ok(mut a) => {
                     let r = a.resizer();
-                    let io = Io { stdin: a.stdin.take(), stdout: a.stdout.take(), stderr: a.stderr.take() };
-                    pump(io, streams, Box::new(move |w, h| { let _ = r.resize(w, h); }), async { Ok(0) }).await
+                    let io = Io {
+                        stdin: a.stdin.take(),
+                        stdout: a.stdout.take(),
+                        stderr: a.stderr.take(),
+                    };
+                    pump(
+                        io,
+                        streams,
+                        Box::new(move |w, h| {
+                            let _ = r.resize(w, h);
+                        }),
+                        async { Ok(0) },
+                    )
+                    .await
                 }
                 Err(e) => Outcome::Error(e.to_string()),
             }
         } else {
-            match rt.exec(&id, oci_runtime::ExecRequest { args: command, env: Vec::new(), tty, stdin: want_stdin }).await {
+            match rt
+                .exec(
+                    &id,
+                    oci_runtime::ExecRequest {
+                        args: command,
+                        env: Vec::new(),
+                        tty,
+                        stdin: want_stdin,
+                    },
+                )
+                .await
+            {
                 Ok(mut x) => {
                     let r = x.resizer();
-                    let io = Io { stdin: x.stdin.take(), stdout: x.stdout.take(), stderr: x.stderr.take() };
-                    pump(io, streams, Box::new(move |w, h| { let _ = r.resize(w, h); }), async move { x.wait().await.map_err(|e| e.to_string()) }).await
+                    let io = Io {
+                        stdin: x.stdin.take(),
+                        stdout: x.stdout.take(),
+                        stderr: x.stderr.take(),
+                    };
+                    pump(
+                        io,
+                        streams,
+                        Box::new(move |w, h| {
+                            let _ = r.resize(w, h);
+                        }),
+                        async move { x.wait().await.map_err(|e| e.to_string()) },
+                    )
+                    .await
                 }
                 Err(e) => Outcome::Error(e.to_string()),
             }
@@ -243,7 +369,12 @@ async fn pump(
     wait: impl std::future::Future<Output = Result<i32, String>>,
 ) -> streaming::remotecommand::Outcome {
     use streaming::remotecommand::Outcome;
-    let streaming::remotecommand::Streams { stdin, stdout, stderr, resize: resize_rx } = streams;
+    let streaming::remotecommand::Streams {
+        stdin,
+        stdout,
+        stderr,
+        resize: resize_rx,
+    } = streams;
     let mut background = Vec::new();
     if let (Some(mut from), Some(mut to)) = (stdin, io.stdin) {
         background.push(tokio::spawn(async move {

@@ -36,20 +36,33 @@ impl Sampler {
 
     /// The latest rate in nanocores (0 before two readings).
     pub fn rate(&self, key: &str) -> u64 {
-        self.last.lock().unwrap_or_else(PoisonError::into_inner).get(key).map_or(0, |s| s.2)
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .map_or(0, |s| s.2)
     }
 
     /// Drops readings of containers that are gone.
     pub fn retain(&self, keep: &std::collections::HashSet<String>) {
-        self.last.lock().unwrap_or_else(PoisonError::into_inner).retain(|k, _| k.is_empty() || keep.contains(k));
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| k.is_empty() || keep.contains(k));
     }
 }
 
 /// The node's cumulative busy CPU time in nanoseconds (/proc/stat, USER_HZ = 100).
 pub fn node_cpu_ns() -> u64 {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else { return 0 };
-    let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
     let total: u64 = f.iter().take(8).sum();
     let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
     (total - idle.min(total)) * 10_000_000
@@ -62,7 +75,13 @@ async fn sample_once(ctx: &Ctx) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .values()
-        .flat_map(|p| p.containers.values().filter(|c| c.2).map(|c| c.0.clone()).collect::<Vec<_>>())
+        .flat_map(|p| {
+            p.containers
+                .values()
+                .filter(|c| c.2)
+                .map(|c| c.0.clone())
+                .collect::<Vec<_>>()
+        })
         .collect();
     for id in &ids {
         if let Ok(s) = ctx.runtime.stats(id).await {
@@ -94,7 +113,13 @@ pub async fn summary(ctx: &Ctx) -> Value {
         "cpu": {"time": now, "usageNanoCores": ctx.stats.rate(""), "usageCoreNanoSeconds": node_cpu_ns()},
         "memory": {"time": now, "workingSetBytes": total.saturating_sub(avail), "usageBytes": total.saturating_sub(avail), "availableBytes": avail},
     });
-    let pods: Vec<(String, super::PodEntry)> = ctx.pods.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let pods: Vec<(String, super::PodEntry)> = ctx
+        .pods
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut out = Vec::new();
     for (key, entry) in pods {
         let (ns, name) = key.split_once('/').unwrap_or(("default", &key));
@@ -104,7 +129,9 @@ pub async fn summary(ctx: &Ctx) -> Value {
             if !running {
                 continue;
             }
-            let Ok(s) = ctx.runtime.stats(id).await else { continue };
+            let Ok(s) = ctx.runtime.stats(id).await else {
+                continue;
+            };
             let rate = ctx.stats.rate(id);
             pod_cpu += rate;
             pod_cpu_total += s.cpu_usage_ns;

@@ -46,7 +46,14 @@ impl State {
                 json!({"waiting": w})
             }
             State::Running { started_at } => json!({"running": {"startedAt": started_at}}),
-            State::Terminated { exit_code, reason, message, started_at, finished_at, container_id } => {
+            State::Terminated {
+                exit_code,
+                reason,
+                message,
+                started_at,
+                finished_at,
+                container_id,
+            } => {
                 let mut t = json!({"exitCode": exit_code, "reason": reason, "finishedAt": finished_at, "containerID": container_id});
                 if !started_at.is_empty() {
                     t["startedAt"] = json!(started_at);
@@ -130,7 +137,10 @@ pub fn phase(restart_policy: &str, view: &PodView) -> &'static str {
     if view.failed.is_some() {
         return "Failed";
     }
-    let init_failed = view.init.iter().any(|c| matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0));
+    let init_failed = view
+        .init
+        .iter()
+        .any(|c| matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0));
     if init_failed && restart_policy == "Never" {
         return "Failed";
     }
@@ -151,7 +161,11 @@ pub fn phase(restart_policy: &str, view: &PodView) -> &'static str {
         }
     }
     if waiting_fresh > 0 {
-        return if running + succeeded + failed > 0 { "Running" } else { "Pending" };
+        return if running + succeeded + failed > 0 {
+            "Running"
+        } else {
+            "Pending"
+        };
     }
     if running > 0 {
         return "Running";
@@ -169,7 +183,10 @@ pub fn phase(restart_policy: &str, view: &PodView) -> &'static str {
 pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
     let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always");
     let phase = phase(policy, view);
-    let old = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let old = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let cond = |type_: &str, ok: bool, reason: Option<&str>| -> Value {
         let status = if ok { "True" } else { "False" };
         let since = old
@@ -187,10 +204,22 @@ pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
     let initialized = view.init.iter().all(|c| c.state.exited_ok());
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let all_ready = !view.main.is_empty() && view.main.iter().all(|c| c.ready) && !terminal;
-    let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let mut conditions = vec![
         cond("PodReadyToStartContainers", view.sandbox_ready, None),
-        cond("Initialized", initialized, Some(if terminal { "PodCompleted" } else { "ContainersNotInitialized" })),
+        cond(
+            "Initialized",
+            initialized,
+            Some(if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotInitialized"
+            }),
+        ),
         cond("Ready", all_ready, Some(not_ready_reason)),
         cond("ContainersReady", all_ready, Some(not_ready_reason)),
     ];
@@ -200,14 +229,34 @@ pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
         conditions.push(cond("PodScheduled", true, None));
     }
     for c in &mut conditions {
-        if c["status"] == "False" && c["reason"].is_string() && !c["type"].as_str().is_some_and(|t| t == "PodReadyToStartContainers") {
+        if c["status"] == "False"
+            && c["reason"].is_string()
+            && c["type"] != "PodReadyToStartContainers"
+        {
             let names: Vec<&str> = match c["type"].as_str() {
-                Some("Initialized") => view.init.iter().filter(|x| !x.state.exited_ok()).map(|x| x.name.as_str()).collect(),
-                _ => view.main.iter().filter(|x| !x.ready).map(|x| x.name.as_str()).collect(),
+                Some("Initialized") => view
+                    .init
+                    .iter()
+                    .filter(|x| !x.state.exited_ok())
+                    .map(|x| x.name.as_str())
+                    .collect(),
+                _ => view
+                    .main
+                    .iter()
+                    .filter(|x| !x.ready)
+                    .map(|x| x.name.as_str())
+                    .collect(),
             };
             if !terminal && !names.is_empty() {
-                let what = if c["type"] == "Initialized" { "incomplete" } else { "unready" };
-                c["message"] = json!(format!("containers with {what} status: [{}]", names.join(" ")));
+                let what = if c["type"] == "Initialized" {
+                    "incomplete"
+                } else {
+                    "unready"
+                };
+                c["message"] = json!(format!(
+                    "containers with {what} status: [{}]",
+                    names.join(" ")
+                ));
             }
         }
     }
@@ -225,7 +274,12 @@ pub fn pod_status(pod: &Value, view: &PodView, now: &str) -> Value {
         status["podIPs"] = json!([{"ip": ip}]);
     }
     if !view.init.is_empty() {
-        status["initContainerStatuses"] = json!(view.init.iter().map(ContainerView::to_json).collect::<Vec<_>>());
+        status["initContainerStatuses"] = json!(
+            view.init
+                .iter()
+                .map(ContainerView::to_json)
+                .collect::<Vec<_>>()
+        );
     }
     if let Some((reason, message)) = &view.failed {
         status["reason"] = json!(reason);
@@ -242,7 +296,10 @@ pub fn qos_class(pod: &Value) -> &'static str {
         .flat_map(|f| pod["spec"][*f].as_array().into_iter().flatten())
         .collect();
     let empty = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
-    if containers.iter().all(|c| empty(&c["resources"]["requests"]) && empty(&c["resources"]["limits"])) {
+    if containers
+        .iter()
+        .all(|c| empty(&c["resources"]["requests"]) && empty(&c["resources"]["limits"]))
+    {
         return "BestEffort";
     }
     let guaranteed = containers.iter().all(|c| {
@@ -252,7 +309,11 @@ pub fn qos_class(pod: &Value) -> &'static str {
             l.is_string() && (q.is_null() || q == l)
         })
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 #[cfg(test)]
@@ -273,12 +334,18 @@ mod tests {
         }
     }
     fn running() -> State {
-        State::Running { started_at: "t".into() }
+        State::Running {
+            started_at: "t".into(),
+        }
     }
     fn exited(code: i32) -> State {
         State::Terminated {
             exit_code: code,
-            reason: if code == 0 { "Completed".into() } else { "Error".into() },
+            reason: if code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            },
             message: String::new(),
             started_at: "t".into(),
             finished_at: "t".into(),
@@ -286,19 +353,68 @@ mod tests {
         }
     }
     fn waiting(r: &str) -> State {
-        State::Waiting { reason: r.into(), message: String::new() }
+        State::Waiting {
+            reason: r.into(),
+            message: String::new(),
+        }
     }
 
     #[test]
     fn phases() {
-        let v = |init: Vec<ContainerView>, main: Vec<ContainerView>| PodView { init, main, ..Default::default() };
-        assert_eq!(phase("Always", &v(vec![], vec![c("a", waiting("ContainerCreating"), false)])), "Pending");
-        assert_eq!(phase("Always", &v(vec![], vec![c("a", running(), true)])), "Running");
-        assert_eq!(phase("Never", &v(vec![], vec![c("a", exited(0), false)])), "Succeeded");
-        assert_eq!(phase("Never", &v(vec![], vec![c("a", exited(1), false), c("b", exited(0), false)])), "Failed");
-        assert_eq!(phase("OnFailure", &v(vec![], vec![c("a", exited(1), false)])), "Running");
-        assert_eq!(phase("Always", &v(vec![c("i", running(), false)], vec![c("a", waiting("PodInitializing"), false)])), "Pending");
-        assert_eq!(phase("Never", &v(vec![c("i", exited(2), false)], vec![c("a", waiting("PodInitializing"), false)])), "Failed");
+        let v = |init: Vec<ContainerView>, main: Vec<ContainerView>| PodView {
+            init,
+            main,
+            ..Default::default()
+        };
+        assert_eq!(
+            phase(
+                "Always",
+                &v(vec![], vec![c("a", waiting("ContainerCreating"), false)])
+            ),
+            "Pending"
+        );
+        assert_eq!(
+            phase("Always", &v(vec![], vec![c("a", running(), true)])),
+            "Running"
+        );
+        assert_eq!(
+            phase("Never", &v(vec![], vec![c("a", exited(0), false)])),
+            "Succeeded"
+        );
+        assert_eq!(
+            phase(
+                "Never",
+                &v(
+                    vec![],
+                    vec![c("a", exited(1), false), c("b", exited(0), false)]
+                )
+            ),
+            "Failed"
+        );
+        assert_eq!(
+            phase("OnFailure", &v(vec![], vec![c("a", exited(1), false)])),
+            "Running"
+        );
+        assert_eq!(
+            phase(
+                "Always",
+                &v(
+                    vec![c("i", running(), false)],
+                    vec![c("a", waiting("PodInitializing"), false)]
+                )
+            ),
+            "Pending"
+        );
+        assert_eq!(
+            phase(
+                "Never",
+                &v(
+                    vec![c("i", exited(2), false)],
+                    vec![c("a", waiting("PodInitializing"), false)]
+                )
+            ),
+            "Failed"
+        );
         let mut crashing = c("a", waiting("CrashLoopBackOff"), false);
         crashing.last = Some(exited(1));
         assert_eq!(phase("Always", &v(vec![], vec![crashing])), "Running");
@@ -319,15 +435,29 @@ mod tests {
             ..Default::default()
         };
         let s = pod_status(&pod, &view, "t2");
-        let get = |t: &str| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).unwrap().clone();
+        let get = |t: &str| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(get("Initialized")["lastTransitionTime"], "t1");
         assert_eq!(get("PodScheduled")["lastTransitionTime"], "t0");
         assert_eq!(get("Ready")["status"], "False");
-        assert_eq!(get("Ready")["message"], "containers with unready status: [a]");
+        assert_eq!(
+            get("Ready")["message"],
+            "containers with unready status: [a]"
+        );
         assert_eq!(s["podIP"], "10.0.0.2");
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["qosClass"], "BestEffort");
-        assert_eq!(s["containerStatuses"][0]["state"]["running"]["startedAt"], "t");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["running"]["startedAt"],
+            "t"
+        );
     }
 
     #[test]

@@ -80,6 +80,8 @@ struct Ctr {
     instances: u32,
     id: Option<String>,
     image_id: String,
+    /// The image store's id of the image this container runs (kept from GC).
+    store_image: String,
     state: State,
     last: Option<State>,
     running_since: Option<Instant>,
@@ -102,7 +104,11 @@ impl Ctr {
             instances: 0,
             id: None,
             image_id: String::new(),
-            state: State::Waiting { reason: waiting.into(), message: String::new() },
+            store_image: String::new(),
+            state: State::Waiting {
+                reason: waiting.into(),
+                message: String::new(),
+            },
             last: None,
             running_since: None,
             backoff: Duration::ZERO,
@@ -125,7 +131,11 @@ impl Ctr {
         matches!(self.state, State::Running { .. })
     }
     fn field_path(&self) -> String {
-        if self.init { format!("spec.initContainers{{{}}}", self.name) } else { format!("spec.containers{{{}}}", self.name) }
+        if self.init {
+            format!("spec.initContainers{{{}}}", self.name)
+        } else {
+            format!("spec.containers{{{}}}", self.name)
+        }
     }
 }
 
@@ -165,8 +175,14 @@ fn container_spec<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
 /// Runs one pod until it is deleted (then tears everything down and removes the
 /// object) or the agent stops. `adopted` are its containers found in the runtime
 /// when the agent started.
-pub async fn run(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Arc<Value>>>, adopted: Vec<ContainerInfo>) {
-    let Some(first) = rx.borrow().clone() else { return };
+pub async fn run(
+    ctx: Arc<Ctx>,
+    mut rx: watch::Receiver<Option<Arc<Value>>>,
+    adopted: Vec<ContainerInfo>,
+) {
+    let Some(first) = rx.borrow().clone() else {
+        return;
+    };
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel();
     let mut w = Worker::new(ctx.clone(), &first, wake_tx);
     w.adopt(&first, adopted).await;
@@ -189,8 +205,15 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Arc<Value>>>, ado
             w.terminate(&pod, Duration::from_secs(grace)).await;
             w.publish(&pod).await;
             w.cleanup().await;
-            let dp = DeleteParams { grace_period_seconds: Some(0), precondition_uid: Some(w.uid.clone()), ..DeleteParams::default() };
-            if let Err(e) = ctx.client.delete(&Resource::PODS, Some(&w.ns), &w.name, &dp).await
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                precondition_uid: Some(w.uid.clone()),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = ctx
+                .client
+                .delete(&Resource::PODS, Some(&w.ns), &w.name, &dp)
+                .await
                 && !e.is_not_found()
                 && !e.is_conflict()
             {
@@ -222,18 +245,34 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Arc<Value>>>, ado
 impl Worker {
     fn new(ctx: Arc<Ctx>, pod: &Value, wake_tx: mpsc::UnboundedSender<Wake>) -> Worker {
         let has_init = !containers(pod, "initContainers").is_empty();
-        let main_waiting = if has_init { "PodInitializing" } else { "ContainerCreating" };
+        let main_waiting = if has_init {
+            "PodInitializing"
+        } else {
+            "ContainerCreating"
+        };
         let mut ctrs: Vec<Ctr> = containers(pod, "initContainers")
             .iter()
-            .map(|c| Ctr::new(c["name"].as_str().unwrap_or_default(), true, "PodInitializing"))
+            .map(|c| {
+                Ctr::new(
+                    c["name"].as_str().unwrap_or_default(),
+                    true,
+                    "PodInitializing",
+                )
+            })
             .collect();
-        ctrs.extend(containers(pod, "containers").iter().map(|c| Ctr::new(c["name"].as_str().unwrap_or_default(), false, main_waiting)));
+        ctrs.extend(
+            containers(pod, "containers")
+                .iter()
+                .map(|c| Ctr::new(c["name"].as_str().unwrap_or_default(), false, main_waiting)),
+        );
         let meta = &pod["metadata"];
         Worker {
             uid: meta["uid"].as_str().unwrap_or_default().to_string(),
             ns: meta["namespace"].as_str().unwrap_or("default").to_string(),
             name: meta["name"].as_str().unwrap_or_default().to_string(),
-            start_time: pod["status"]["startTime"].as_str().map_or_else(|| rfc3339(SystemTime::now()), str::to_string),
+            start_time: pod["status"]["startTime"]
+                .as_str()
+                .map_or_else(|| rfc3339(SystemTime::now()), str::to_string),
             ctx,
             ctrs,
             sandbox: None,
@@ -252,11 +291,24 @@ impl Worker {
     /// Takes over containers that outlived an agent restart.
     async fn adopt(&mut self, pod: &Value, mut adopted: Vec<ContainerInfo>) {
         self.sandbox = self.ctx.net.sandbox(&self.uid).ok().flatten();
-        adopted.sort_by_key(|i| i.labels.get(LABEL_ATTEMPT).and_then(|a| a.parse::<u32>().ok()).unwrap_or(0));
+        adopted.sort_by_key(|i| {
+            i.labels
+                .get(LABEL_ATTEMPT)
+                .and_then(|a| a.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
         for info in adopted {
-            let Some(name) = info.labels.get(LABEL_CONTAINER).cloned() else { continue };
-            let attempt: u32 = info.labels.get(LABEL_ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0);
-            let Some(i) = self.ctrs.iter().position(|c| c.name == name) else { continue };
+            let Some(name) = info.labels.get(LABEL_CONTAINER).cloned() else {
+                continue;
+            };
+            let attempt: u32 = info
+                .labels
+                .get(LABEL_ATTEMPT)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            let Some(i) = self.ctrs.iter().position(|c| c.name == name) else {
+                continue;
+            };
             let state = self.state_of(&info);
             let c = &mut self.ctrs[i];
             if attempt + 1 < c.instances {
@@ -273,6 +325,7 @@ impl Worker {
                 && let Ok(Some(img)) = self.ctx.images.get(image)
             {
                 c.image_id = img.repo_digests.first().cloned().unwrap_or(img.id.clone());
+                c.store_image = img.id.clone();
             }
             if c.running() {
                 c.running_since = Some(Instant::now());
@@ -291,7 +344,10 @@ impl Worker {
                 started_at: rfc3339(info.started_at.unwrap_or(info.created_at)),
             },
             (_, Some(exit)) => self.terminated(info, exit),
-            _ => State::Waiting { reason: "ContainerCreating".into(), message: String::new() },
+            _ => State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+            },
         }
     }
 
@@ -304,11 +360,24 @@ impl Worker {
         } else {
             "Error"
         };
-        let name = info.labels.get(LABEL_CONTAINER).cloned().unwrap_or_default();
-        let attempt = info.labels.get(LABEL_ATTEMPT).cloned().unwrap_or_default();
-        let message = std::fs::read(self.ctx.pod_dir(&self.uid).join("termination").join(format!("{name}-{attempt}")))
-            .map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).trim_end().to_string())
+        let name = info
+            .labels
+            .get(LABEL_CONTAINER)
+            .cloned()
             .unwrap_or_default();
+        let attempt = info.labels.get(LABEL_ATTEMPT).cloned().unwrap_or_default();
+        let message = std::fs::read(
+            self.ctx
+                .pod_dir(&self.uid)
+                .join("termination")
+                .join(format!("{name}-{attempt}")),
+        )
+        .map(|b| {
+            String::from_utf8_lossy(&b[..b.len().min(4096)])
+                .trim_end()
+                .to_string()
+        })
+        .unwrap_or_default();
         State::Terminated {
             exit_code: code,
             reason: reason.into(),
@@ -321,7 +390,9 @@ impl Worker {
 
     /// Starts the exit waiter and the probes of container `i`'s current instance.
     fn watch_container(&mut self, pod: &Value, i: usize) {
-        let Some(id) = self.ctrs[i].id.clone() else { return };
+        let Some(id) = self.ctrs[i].id.clone() else {
+            return;
+        };
         let rt = self.ctx.runtime.clone();
         let tx = self.wake_tx.clone();
         let waiter_id = id.clone();
@@ -329,7 +400,9 @@ impl Worker {
             let _ = rt.wait(&waiter_id).await;
             let _ = tx.send(Wake::Exited { id: waiter_id });
         })];
-        let spec = container_spec(pod, &self.ctrs[i].name).cloned().unwrap_or(Value::Null);
+        let spec = container_spec(pod, &self.ctrs[i].name)
+            .cloned()
+            .unwrap_or(Value::Null);
         let c = &mut self.ctrs[i];
         if c.init {
             c.tasks = tasks;
@@ -359,7 +432,12 @@ impl Worker {
             loop {
                 let host = |h: &Option<String>| h.as_ref().and_then(|h| h.parse().ok()).or(ip);
                 let outcome = match &p.action {
-                    probe::Action::Http { host: h, port, path, headers } => match host(h) {
+                    probe::Action::Http {
+                        host: h,
+                        port,
+                        path,
+                        headers,
+                    } => match host(h) {
                         Some(ip) => probe::http_get(ip, *port, path, headers, p.timeout).await,
                         None => Err("no pod IP".into()),
                     },
@@ -367,19 +445,34 @@ impl Worker {
                         Some(ip) => probe::tcp_connect(ip, *port, p.timeout).await,
                         None => Err("no pod IP".into()),
                     },
-                    probe::Action::Exec { command } => match rt.exec_sync(&id, command, p.timeout).await {
-                        Ok(out) if out.exit_code == 0 => Ok(()),
-                        Ok(out) => {
-                            let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-                            Err(format!("command {command:?} exited with {}: {}", out.exit_code, text.trim()))
+                    probe::Action::Exec { command } => {
+                        match rt.exec_sync(&id, command, p.timeout).await {
+                            Ok(out) if out.exit_code == 0 => Ok(()),
+                            Ok(out) => {
+                                let text = String::from_utf8_lossy(&out.stdout).to_string()
+                                    + &String::from_utf8_lossy(&out.stderr);
+                                Err(format!(
+                                    "command {command:?} exited with {}: {}",
+                                    out.exit_code,
+                                    text.trim()
+                                ))
+                            }
+                            Err(e) => Err(format!("command {command:?} failed: {e}")),
                         }
-                        Err(e) => Err(format!("command {command:?} failed: {e}")),
-                    },
+                    }
                 };
                 let ok = outcome.is_ok();
                 if let Some(state) = tracker.record(&p, ok) {
                     let message = outcome.err().unwrap_or_default();
-                    if tx.send(Wake::Probe { id: id.clone(), kind, ok: state, message }).is_err() {
+                    if tx
+                        .send(Wake::Probe {
+                            id: id.clone(),
+                            kind,
+                            ok: state,
+                            message,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                     if kind == Kind::Startup && state {
@@ -399,12 +492,20 @@ impl Worker {
         match wake {
             Wake::Stopped => {}
             Wake::Exited { id } => {
-                let Some(i) = self.ctrs.iter().position(|c| c.id.as_deref() == Some(id.as_str())) else { return };
+                let Some(i) = self
+                    .ctrs
+                    .iter()
+                    .position(|c| c.id.as_deref() == Some(id.as_str()))
+                else {
+                    return;
+                };
                 let info = match self.ctx.runtime.info(&id).await {
                     Ok(Some(info)) => info,
                     _ => return,
                 };
-                let Some(exit) = info.exit.clone() else { return };
+                let Some(exit) = info.exit.clone() else {
+                    return;
+                };
                 let state = self.terminated(&info, &exit);
                 let c = &mut self.ctrs[i];
                 c.abort_tasks();
@@ -413,23 +514,51 @@ impl Worker {
                 c.started = false;
                 c.readiness = None;
                 c.stopping = false;
-                let ran = c.running_since.take().map(|t| t.elapsed()).unwrap_or_default();
+                let ran = c
+                    .running_since
+                    .take()
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
                 if ran > BACKOFF_RESET {
                     c.backoff = Duration::ZERO;
                 }
                 c.not_before = Some(Instant::now() + c.backoff);
-                c.backoff = if c.backoff.is_zero() { BACKOFF_START } else { (c.backoff * 2).min(BACKOFF_MAX) };
+                c.backoff = if c.backoff.is_zero() {
+                    BACKOFF_START
+                } else {
+                    (c.backoff * 2).min(BACKOFF_MAX)
+                };
                 let dir = self.ctx.container_dir(&id);
                 if let Err(e) = self.ctx.images.unmount_rootfs(&dir) {
                     tracing::warn!("pod {}: unmounting {}: {e}", self.key(), dir.display());
                 }
             }
-            Wake::Probe { id, kind, ok, message } => {
-                let Some(i) = self.ctrs.iter().position(|c| c.id.as_deref() == Some(id.as_str())) else { return };
+            Wake::Probe {
+                id,
+                kind,
+                ok,
+                message,
+            } => {
+                let Some(i) = self
+                    .ctrs
+                    .iter()
+                    .position(|c| c.id.as_deref() == Some(id.as_str()))
+                else {
+                    return;
+                };
                 let fp = self.ctrs[i].field_path();
                 let cname = self.ctrs[i].name.clone();
                 if !ok {
-                    self.ctx.events.pod(pod, Some(&fp), "Warning", "Unhealthy", &format!("{} probe failed: {message}", kind.title())).await;
+                    self.ctx
+                        .events
+                        .pod(
+                            pod,
+                            Some(&fp),
+                            "Warning",
+                            "Unhealthy",
+                            &format!("{} probe failed: {message}", kind.title()),
+                        )
+                        .await;
                 }
                 match (kind, ok) {
                     (Kind::Readiness, _) => self.ctrs[i].readiness = Some(ok),
@@ -439,8 +568,23 @@ impl Worker {
                         self.watch_container(pod, i);
                     }
                     (Kind::Liveness | Kind::Startup, false) => {
-                        let what = if kind == Kind::Liveness { "liveness" } else { "startup" };
-                        self.ctx.events.pod(pod, Some(&fp), "Normal", "Killing", &format!("Container {cname} failed {what} probe, will be restarted")).await;
+                        let what = if kind == Kind::Liveness {
+                            "liveness"
+                        } else {
+                            "startup"
+                        };
+                        self.ctx
+                            .events
+                            .pod(
+                                pod,
+                                Some(&fp),
+                                "Normal",
+                                "Killing",
+                                &format!(
+                                    "Container {cname} failed {what} probe, will be restarted"
+                                ),
+                            )
+                            .await;
                         self.stop_in_background(pod, i);
                     }
                     (Kind::Liveness, true) => {}
@@ -450,7 +594,11 @@ impl Worker {
     }
 
     fn grace(pod: &Value) -> Duration {
-        Duration::from_secs(pod["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30))
+        Duration::from_secs(
+            pod["spec"]["terminationGracePeriodSeconds"]
+                .as_u64()
+                .unwrap_or(30),
+        )
     }
 
     /// Stops container `i` (preStop hook, SIGTERM, grace, SIGKILL) without blocking the worker.
@@ -478,7 +626,10 @@ impl Worker {
 
     /// Brings the pod one step closer to its spec; returns when to look again.
     async fn sync(&mut self, pod: &Value) -> Option<Duration> {
-        let phase_now = status::phase(pod["spec"]["restartPolicy"].as_str().unwrap_or("Always"), &self.make_view(pod));
+        let phase_now = status::phase(
+            pod["spec"]["restartPolicy"].as_str().unwrap_or("Always"),
+            &self.make_view(pod),
+        );
         if matches!(phase_now, "Succeeded" | "Failed") {
             self.release_sandbox().await;
             return None;
@@ -488,7 +639,10 @@ impl Worker {
             && self.failed.is_none()
         {
             let msg = "Pod was active on the node longer than the specified deadline".to_string();
-            self.ctx.events.pod(pod, None, "Normal", "DeadlineExceeded", &msg).await;
+            self.ctx
+                .events
+                .pod(pod, None, "Normal", "DeadlineExceeded", &msg)
+                .await;
             self.terminate(pod, Self::grace(pod)).await;
             self.failed = Some(("DeadlineExceeded".into(), msg));
             return None;
@@ -507,21 +661,49 @@ impl Worker {
                     })
                 })
                 .collect();
-            match self.ctx.net.create_sandbox(&self.uid, &spec::hostname(pod), &ports).await {
+            match self
+                .ctx
+                .net
+                .create_sandbox(&self.uid, &spec::hostname(pod), &ports)
+                .await
+            {
                 Ok(sb) => self.sandbox = Some(sb),
                 Err(e) => {
-                    self.ctx.events.pod(pod, None, "Warning", "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}")).await;
+                    self.ctx
+                        .events
+                        .pod(
+                            pod,
+                            None,
+                            "Warning",
+                            "FailedCreatePodSandBox",
+                            &format!("Failed to create pod sandbox: {e}"),
+                        )
+                        .await;
                     return Some(Duration::from_secs(5));
                 }
             }
         }
-        let refresh = self.volumes.as_ref().is_none_or(|(_, at)| at.elapsed() > Duration::from_secs(15));
+        let refresh = self
+            .volumes
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() > Duration::from_secs(15));
         if refresh {
             let dir = self.ctx.pod_dir(&self.uid).join("volumes");
-            match volumes::prepare(&self.ctx.client, pod, &dir, self.ctx.cpu_millis, self.ctx.memory).await {
+            match volumes::prepare(
+                &self.ctx.client,
+                pod,
+                &dir,
+                self.ctx.cpu_millis,
+                self.ctx.memory,
+            )
+            .await
+            {
                 Ok(v) => self.volumes = Some((v, Instant::now())),
                 Err(e) if self.volumes.is_none() => {
-                    self.ctx.events.pod(pod, None, "Warning", "FailedMount", &e.to_string()).await;
+                    self.ctx
+                        .events
+                        .pod(pod, None, "Warning", "FailedMount", &e.to_string())
+                        .await;
                     return Some(Duration::from_secs(5));
                 }
                 Err(e) => tracing::warn!("pod {}: refreshing volumes: {e}", self.key()),
@@ -530,7 +712,10 @@ impl Worker {
                 tracing::warn!("pod {}: writing /etc files: {e}", self.key());
             }
         }
-        let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string();
+        let policy = pod["spec"]["restartPolicy"]
+            .as_str()
+            .unwrap_or("Always")
+            .to_string();
         let mut next: Option<Duration> = None;
         let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
         // Init containers, strictly in order.
@@ -552,7 +737,9 @@ impl Worker {
             let restart = match &self.ctrs[i].state {
                 State::Running { .. } => false,
                 State::Waiting { .. } => true,
-                State::Terminated { exit_code, .. } => policy == "Always" || (policy == "OnFailure" && *exit_code != 0),
+                State::Terminated { exit_code, .. } => {
+                    policy == "Always" || (policy == "OnFailure" && *exit_code != 0)
+                }
             };
             if restart && let Some(d) = self.maybe_start(pod, i, false).await {
                 soonest(d);
@@ -570,11 +757,33 @@ impl Worker {
             if let State::Terminated { .. } = c.state {
                 c.last = Some(c.state.clone());
                 let secs = c.backoff.as_secs() / 2;
-                let msg = format!("back-off {} restarting failed container={} pod={}_{}({})", fmt_secs(secs.max(10)), c.name, self.name, self.ns, self.uid);
-                c.state = State::Waiting { reason: "CrashLoopBackOff".into(), message: msg };
+                let msg = format!(
+                    "back-off {} restarting failed container={} pod={}_{}({})",
+                    fmt_secs(secs.max(10)),
+                    c.name,
+                    self.name,
+                    self.ns,
+                    self.uid
+                );
+                c.state = State::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: msg,
+                };
                 let fp = c.field_path();
                 let cname = c.name.clone();
-                self.ctx.events.pod(pod, Some(&fp), "Warning", "BackOff", &format!("Back-off restarting failed container {cname} in pod {}_{}({})", self.name, self.ns, self.uid)).await;
+                self.ctx
+                    .events
+                    .pod(
+                        pod,
+                        Some(&fp),
+                        "Warning",
+                        "BackOff",
+                        &format!(
+                            "Back-off restarting failed container {cname} in pod {}_{}({})",
+                            self.name, self.ns, self.uid
+                        ),
+                    )
+                    .await;
             }
             return Some(left);
         }
@@ -582,19 +791,25 @@ impl Worker {
             return Some(nb - now);
         }
         let _ = init;
-        match self.start(pod, i).await {
-            Ok(()) => None,
-            Err(retry) => Some(retry),
-        }
+        self.start(pod, i).await.err()
     }
 
     fn write_etc_files(&self, pod: &Value) -> std::io::Result<()> {
         let dir = self.ctx.pod_dir(&self.uid).join("etc");
         std::fs::create_dir_all(&dir)?;
-        let ip = self.sandbox.as_ref().map(|s| s.ip.to_string()).unwrap_or_default();
+        let ip = self
+            .sandbox
+            .as_ref()
+            .map(|s| s.ip.to_string())
+            .unwrap_or_default();
         std::fs::write(dir.join("hosts"), spec::etc_hosts(pod, &ip))?;
         std::fs::write(dir.join("hostname"), format!("{}\n", spec::hostname(pod)))?;
-        let resolv = spec::resolv_conf(pod, self.ctx.cfg.cluster_dns.as_deref(), &self.ctx.cfg.cluster_domain, &self.ctx.host_resolv);
+        let resolv = spec::resolv_conf(
+            pod,
+            self.ctx.cfg.cluster_dns.as_deref(),
+            &self.ctx.cfg.cluster_domain,
+            &self.ctx.host_resolv,
+        );
         std::fs::write(dir.join("resolv.conf"), resolv)?;
         Ok(())
     }
@@ -602,14 +817,20 @@ impl Worker {
     /// Pulls, creates and starts a new instance of container `i`. On failure the
     /// container waits with the reason kubectl shows, and the error says when to retry.
     async fn start(&mut self, pod: &Value, i: usize) -> Result<(), Duration> {
-        let Some(cspec) = container_spec(pod, &self.ctrs[i].name).cloned() else { return Err(RESYNC) };
+        let Some(cspec) = container_spec(pod, &self.ctrs[i].name).cloned() else {
+            return Err(RESYNC);
+        };
         let fp = self.ctrs[i].field_path();
         let image_ref = cspec["image"].as_str().unwrap_or_default().to_string();
         let policy = match cspec["imagePullPolicy"].as_str() {
             Some("Always") => images::PullPolicy::Always,
             Some("Never") => images::PullPolicy::Never,
             Some(_) => images::PullPolicy::IfNotPresent,
-            None if image_ref.ends_with(":latest") || !image_ref.rsplit('/').next().unwrap_or("").contains(':') => images::PullPolicy::Always,
+            None if image_ref.ends_with(":latest")
+                || !image_ref.rsplit('/').next().unwrap_or("").contains(':') =>
+            {
+                images::PullPolicy::Always
+            }
             None => images::PullPolicy::IfNotPresent,
         };
         let present = self.ctx.images.get(&image_ref).ok().flatten();
@@ -619,39 +840,110 @@ impl Worker {
             images::PullPolicy::Never => false,
         };
         if needs_pull {
-            self.ctx.events.pod(pod, Some(&fp), "Normal", "Pulling", &format!("Pulling image \"{image_ref}\"")).await;
+            self.ctx
+                .events
+                .pod(
+                    pod,
+                    Some(&fp),
+                    "Normal",
+                    "Pulling",
+                    &format!("Pulling image \"{image_ref}\""),
+                )
+                .await;
         }
-        let opts = images::PullOptions { insecure_registries: self.ctx.cfg.insecure_registries.clone(), auth: self.pull_auth(pod, &image_ref).await };
+        let opts = images::PullOptions {
+            insecure_registries: self.ctx.cfg.insecure_registries.clone(),
+            auth: self.pull_auth(pod, &image_ref).await,
+        };
         let t0 = Instant::now();
         let key = self.key();
         let progress = move |p: images::PullProgress| {
             if p.done_bytes == p.total_bytes {
-                tracing::info!("pod {key}: pulled layer {} ({} bytes)", p.layer, p.total_bytes);
+                tracing::info!(
+                    "pod {key}: pulled layer {} ({} bytes)",
+                    p.layer,
+                    p.total_bytes
+                );
             }
         };
-        let image = match self.ctx.images.ensure(&image_ref, policy, &opts, &progress).await {
+        let image = match self
+            .ctx
+            .images
+            .ensure(&image_ref, policy, &opts, &progress)
+            .await
+        {
             Ok(img) => img,
             Err(e) => {
                 let c = &mut self.ctrs[i];
                 let (reason, message) = match e {
-                    images::ImageError::NotPresent { .. } => ("ErrImageNeverPull", format!("Container image \"{image_ref}\" is not present with pull policy of Never")),
+                    images::ImageError::NotPresent { .. } => (
+                        "ErrImageNeverPull",
+                        format!(
+                            "Container image \"{image_ref}\" is not present with pull policy of Never"
+                        ),
+                    ),
                     ref other => {
                         let backoff = c.pull_backoff;
-                        if backoff.is_zero() { ("ErrImagePull", other.to_string()) } else { ("ImagePullBackOff", format!("Back-off pulling image \"{image_ref}\": {other}")) }
+                        if backoff.is_zero() {
+                            ("ErrImagePull", other.to_string())
+                        } else {
+                            (
+                                "ImagePullBackOff",
+                                format!("Back-off pulling image \"{image_ref}\": {other}"),
+                            )
+                        }
                     }
                 };
                 if reason == "ErrImagePull" || reason == "ErrImageNeverPull" {
-                    self.ctx.events.pod(pod, Some(&fp), "Warning", "Failed", &format!("Failed to pull image \"{image_ref}\": {e}")).await;
-                    self.ctx.events.pod(pod, Some(&fp), "Warning", "Failed", &format!("Error: {reason}")).await;
+                    self.ctx
+                        .events
+                        .pod(
+                            pod,
+                            Some(&fp),
+                            "Warning",
+                            "Failed",
+                            &format!("Failed to pull image \"{image_ref}\": {e}"),
+                        )
+                        .await;
+                    self.ctx
+                        .events
+                        .pod(
+                            pod,
+                            Some(&fp),
+                            "Warning",
+                            "Failed",
+                            &format!("Error: {reason}"),
+                        )
+                        .await;
                 } else {
-                    self.ctx.events.pod(pod, Some(&fp), "Normal", "BackOff", &format!("Back-off pulling image \"{image_ref}\"")).await;
+                    self.ctx
+                        .events
+                        .pod(
+                            pod,
+                            Some(&fp),
+                            "Normal",
+                            "BackOff",
+                            &format!("Back-off pulling image \"{image_ref}\""),
+                        )
+                        .await;
                 }
                 let c = &mut self.ctrs[i];
-                c.pull_backoff = if c.pull_backoff.is_zero() { BACKOFF_START } else { (c.pull_backoff * 2).min(BACKOFF_MAX) };
+                c.pull_backoff = if c.pull_backoff.is_zero() {
+                    BACKOFF_START
+                } else {
+                    (c.pull_backoff * 2).min(BACKOFF_MAX)
+                };
                 // ErrImagePull shows for a moment, then ImagePullBackOff while waiting.
-                let wait = if reason == "ErrImagePull" { Duration::from_secs(2) } else { c.pull_backoff };
+                let wait = if reason == "ErrImagePull" {
+                    Duration::from_secs(2)
+                } else {
+                    c.pull_backoff
+                };
                 c.pull_not_before = Some(Instant::now() + wait);
-                c.state = State::Waiting { reason: reason.into(), message };
+                c.state = State::Waiting {
+                    reason: reason.into(),
+                    message,
+                };
                 return Err(wait);
             }
         };
@@ -661,25 +953,69 @@ impl Worker {
             let size = image.size;
             self.ctx.events.pod(pod, Some(&fp), "Normal", "Pulled", &format!("Successfully pulled image \"{image_ref}\" in {:.3}s. Image size: {size} bytes.", t0.elapsed().as_secs_f64())).await;
         } else {
-            self.ctx.events.pod(pod, Some(&fp), "Normal", "Pulled", &format!("Container image \"{image_ref}\" already present on machine")).await;
+            self.ctx
+                .events
+                .pod(
+                    pod,
+                    Some(&fp),
+                    "Normal",
+                    "Pulled",
+                    &format!("Container image \"{image_ref}\" already present on machine"),
+                )
+                .await;
         }
-        self.ctrs[i].image_id = image.repo_digests.first().cloned().unwrap_or_else(|| image.id.clone());
+        self.ctrs[i].store_image = image.id.clone();
+        self.ctrs[i].image_id = image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone());
         match self.create_and_start(pod, &cspec, i, &image).await {
             Ok(()) => Ok(()),
             Err((reason, message)) => {
-                self.ctx.events.pod(pod, Some(&fp), "Warning", "Failed", &format!("Error: {message}")).await;
+                self.ctx
+                    .events
+                    .pod(
+                        pod,
+                        Some(&fp),
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {message}"),
+                    )
+                    .await;
                 let c = &mut self.ctrs[i];
-                c.state = State::Waiting { reason: reason.into(), message };
+                c.state = State::Waiting {
+                    reason: reason.into(),
+                    message,
+                };
                 c.not_before = Some(Instant::now() + c.backoff);
-                c.backoff = if c.backoff.is_zero() { BACKOFF_START } else { (c.backoff * 2).min(BACKOFF_MAX) };
+                c.backoff = if c.backoff.is_zero() {
+                    BACKOFF_START
+                } else {
+                    (c.backoff * 2).min(BACKOFF_MAX)
+                };
                 Err(c.backoff)
             }
         }
     }
 
-    async fn create_and_start(&mut self, pod: &Value, cspec: &Value, i: usize, image: &images::Image) -> Result<(), (&'static str, String)> {
+    async fn create_and_start(
+        &mut self,
+        pod: &Value,
+        cspec: &Value,
+        i: usize,
+        image: &images::Image,
+    ) -> Result<(), (&'static str, String)> {
         let cfg_err = |e: String| ("CreateContainerConfigError", e);
-        let vars = env::resolve(&self.ctx.client, pod, cspec, self.ctx.cpu_millis, self.ctx.memory).await.map_err(|e| cfg_err(e.to_string()))?;
+        let vars = env::resolve(
+            &self.ctx.client,
+            pod,
+            cspec,
+            self.ctx.cpu_millis,
+            self.ctx.memory,
+        )
+        .await
+        .map_err(|e| cfg_err(e.to_string()))?;
         let defaults = ImageDefaults {
             entrypoint: image.config.entrypoint.clone(),
             cmd: image.config.cmd.clone(),
@@ -690,7 +1026,11 @@ impl Worker {
         let args = spec::argv(cspec, &defaults, &vars).map_err(|e| cfg_err(e.to_string()))?;
         let figures = spec::cgroup_figures(cspec).map_err(|e| cfg_err(e.to_string()))?;
         let sec = spec::security(cspec);
-        let vols = self.volumes.as_ref().map(|(v, _)| v.clone()).unwrap_or_default();
+        let vols = self
+            .volumes
+            .as_ref()
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default();
         let binds = spec::volume_mounts(cspec, &vols).map_err(|e| cfg_err(e.to_string()))?;
         let c = &self.ctrs[i];
         let attempt = c.instances;
@@ -700,26 +1040,50 @@ impl Worker {
         if attempt >= 2 {
             let old = format!("{short}-{}-{}", c.name, attempt - 2);
             let _ = self.ctx.runtime.remove(&old).await;
-            let _ = self.ctx.images.unmount_rootfs(&self.ctx.container_dir(&old));
+            let _ = self
+                .ctx
+                .images
+                .unmount_rootfs(&self.ctx.container_dir(&old));
         }
         let dir = self.ctx.container_dir(&id);
         let _ = self.ctx.runtime.remove(&id).await;
-        let rootfs = self.ctx.images.mount_rootfs(image, &dir).map_err(|e| ("CreateContainerError", e.to_string()))?;
-        let (uid, gid, groups) = spec::user(&pod["spec"], cspec, &defaults, &rootfs).map_err(|e| cfg_err(e.to_string()))?;
+        let rootfs = self
+            .ctx
+            .images
+            .mount_rootfs(image, &dir)
+            .map_err(|e| ("CreateContainerError", e.to_string()))?;
+        let (uid, gid, groups) = spec::user(&pod["spec"], cspec, &defaults, &rootfs)
+            .map_err(|e| cfg_err(e.to_string()))?;
         let pod_dir = self.ctx.pod_dir(&self.uid);
-        let term = pod_dir.join("termination").join(format!("{}-{attempt}", c.name));
+        let term = pod_dir
+            .join("termination")
+            .join(format!("{}-{attempt}", c.name));
         let log_path = self.ctx.log_path(&self.uid, &c.name, attempt);
         for p in [term.parent(), log_path.parent()].into_iter().flatten() {
-            std::fs::create_dir_all(p).map_err(|e| ("CreateContainerError", format!("{}: {e}", p.display())))?;
+            std::fs::create_dir_all(p)
+                .map_err(|e| ("CreateContainerError", format!("{}: {e}", p.display())))?;
         }
-        std::fs::write(&term, b"").map_err(|e| ("CreateContainerError", format!("{}: {e}", term.display())))?;
-        let bind = |destination: &str, source: std::path::PathBuf, readonly: bool| oci_runtime::Mount { destination: destination.into(), source, readonly, kind: MountKind::Bind };
-        let mut mounts: Vec<oci_runtime::Mount> = binds.into_iter().map(|b| bind(&b.destination, b.source, b.readonly)).collect();
+        std::fs::write(&term, b"")
+            .map_err(|e| ("CreateContainerError", format!("{}: {e}", term.display())))?;
+        let bind =
+            |destination: &str, source: std::path::PathBuf, readonly: bool| oci_runtime::Mount {
+                destination: destination.into(),
+                source,
+                readonly,
+                kind: MountKind::Bind,
+            };
+        let mut mounts: Vec<oci_runtime::Mount> = binds
+            .into_iter()
+            .map(|b| bind(&b.destination, b.source, b.readonly))
+            .collect();
         let etc = pod_dir.join("etc");
         mounts.push(bind("/etc/hosts", etc.join("hosts"), false));
         mounts.push(bind("/etc/hostname", etc.join("hostname"), false));
         mounts.push(bind("/etc/resolv.conf", etc.join("resolv.conf"), false));
-        let term_path = cspec["terminationMessagePath"].as_str().unwrap_or("/dev/termination-log").to_string();
+        let term_path = cspec["terminationMessagePath"]
+            .as_str()
+            .unwrap_or("/dev/termination-log")
+            .to_string();
         mounts.push(bind(&term_path, term.clone(), false));
         let mut labels = BTreeMap::new();
         labels.insert(LABEL_POD_UID.to_string(), self.uid.clone());
@@ -728,7 +1092,17 @@ impl Worker {
         labels.insert(LABEL_CONTAINER.to_string(), c.name.clone());
         labels.insert(LABEL_ATTEMPT.to_string(), attempt.to_string());
         let sandbox = self.sandbox.clone();
-        let cwd = cspec["workingDir"].as_str().filter(|s| !s.is_empty()).map(str::to_string).unwrap_or_else(|| if defaults.working_dir.is_empty() { "/".into() } else { defaults.working_dir.clone() });
+        let cwd = cspec["workingDir"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if defaults.working_dir.is_empty() {
+                    "/".into()
+                } else {
+                    defaults.working_dir.clone()
+                }
+            });
         let spec = ContainerSpec {
             id: id.clone(),
             rootfs,
@@ -747,7 +1121,10 @@ impl Worker {
             cpu_quota: figures.cpu_quota,
             cpu_period: figures.cpu_period,
             memory_limit: figures.memory_limit,
-            cgroup_path: Some(format!("/drover/{}/pod{}/{id}", self.ctx.cfg.name, self.uid)),
+            cgroup_path: Some(format!(
+                "/drover/{}/pod{}/{id}",
+                self.ctx.cfg.name, self.uid
+            )),
             capabilities_add: sec.add,
             capabilities_drop: sec.drop,
             privileged: sec.privileged,
@@ -772,13 +1149,28 @@ impl Worker {
             c.instances = attempt + 1;
             c.id = Some(id.clone());
         }
-        self.ctx.events.pod(pod, Some(&fp), "Normal", "Created", &format!("Created container {cname}")).await;
+        self.ctx
+            .events
+            .pod(
+                pod,
+                Some(&fp),
+                "Normal",
+                "Created",
+                &format!("Created container {cname}"),
+            )
+            .await;
         if let Err(e) = self.ctx.runtime.start(&id).await {
             let info = self.ctx.runtime.info(&id).await.ok().flatten();
-            let state = match info.as_ref().and_then(|inf| inf.exit.clone().map(|x| (inf.clone(), x))) {
+            let state = match info
+                .as_ref()
+                .and_then(|inf| inf.exit.clone().map(|x| (inf.clone(), x)))
+            {
                 Some((inf, exit)) => {
                     let mut s = self.terminated(&inf, &exit);
-                    if let State::Terminated { reason, message, .. } = &mut s {
+                    if let State::Terminated {
+                        reason, message, ..
+                    } = &mut s
+                    {
                         *reason = "StartError".into();
                         *message = e.to_string();
                     }
@@ -796,22 +1188,59 @@ impl Worker {
             let c = &mut self.ctrs[i];
             c.state = state;
             c.not_before = Some(Instant::now() + c.backoff);
-            c.backoff = if c.backoff.is_zero() { BACKOFF_START } else { (c.backoff * 2).min(BACKOFF_MAX) };
-            self.ctx.events.pod(pod, Some(&fp), "Warning", "Failed", &format!("Error: failed to start container \"{cname}\": {e}")).await;
+            c.backoff = if c.backoff.is_zero() {
+                BACKOFF_START
+            } else {
+                (c.backoff * 2).min(BACKOFF_MAX)
+            };
+            self.ctx
+                .events
+                .pod(
+                    pod,
+                    Some(&fp),
+                    "Warning",
+                    "Failed",
+                    &format!("Error: failed to start container \"{cname}\": {e}"),
+                )
+                .await;
             return Ok(());
         }
-        self.ctx.events.pod(pod, Some(&fp), "Normal", "Started", &format!("Started container {cname}")).await;
+        self.ctx
+            .events
+            .pod(
+                pod,
+                Some(&fp),
+                "Normal",
+                "Started",
+                &format!("Started container {cname}"),
+            )
+            .await;
         {
             let c = &mut self.ctrs[i];
-            c.state = State::Running { started_at: rfc3339(SystemTime::now()) };
+            c.state = State::Running {
+                started_at: rfc3339(SystemTime::now()),
+            };
             c.running_since = Some(Instant::now());
             c.readiness = None;
             c.started = false;
         }
         self.watch_container(pod, i);
-        if let Some(hook) = cspec["lifecycle"]["postStart"].as_object().map(|o| Value::Object(o.clone())) {
-            if let Err(msg) = run_hook(&self.ctx, &id, &hook, self.pod_ip(), Self::grace(pod)).await {
-                self.ctx.events.pod(pod, Some(&fp), "Warning", "FailedPostStartHook", &format!("PostStartHook failed: {msg}")).await;
+        if let Some(hook) = cspec["lifecycle"]["postStart"]
+            .as_object()
+            .map(|o| Value::Object(o.clone()))
+            && let Err(msg) = run_hook(&self.ctx, &id, &hook, self.pod_ip(), Self::grace(pod)).await
+        {
+            {
+                self.ctx
+                    .events
+                    .pod(
+                        pod,
+                        Some(&fp),
+                        "Warning",
+                        "FailedPostStartHook",
+                        &format!("PostStartHook failed: {msg}"),
+                    )
+                    .await;
                 self.stop_in_background(pod, i);
             }
         }
@@ -820,28 +1249,64 @@ impl Worker {
 
     async fn pull_auth(&self, pod: &Value, image: &str) -> Option<images::RegistryAuth> {
         let host = registry_host(image);
-        for s in pod["spec"]["imagePullSecrets"].as_array().into_iter().flatten() {
-            let Some(name) = s["name"].as_str() else { continue };
-            let Ok(secret) = self.ctx.client.get(&Resource::SECRETS, Some(&self.ns), name).await else { continue };
+        for s in pod["spec"]["imagePullSecrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(name) = s["name"].as_str() else {
+                continue;
+            };
+            let Ok(secret) = self
+                .ctx
+                .client
+                .get(&Resource::SECRETS, Some(&self.ns), name)
+                .await
+            else {
+                continue;
+            };
             let data = env::data_of(&secret, true);
-            let Some(cfg) = data.get(".dockerconfigjson").or(data.get(".dockercfg")) else { continue };
-            let Ok(cfg) = serde_json::from_str::<Value>(cfg) else { continue };
-            let auths = if cfg["auths"].is_object() { &cfg["auths"] } else { &cfg };
+            let Some(cfg) = data.get(".dockerconfigjson").or(data.get(".dockercfg")) else {
+                continue;
+            };
+            let Ok(cfg) = serde_json::from_str::<Value>(cfg) else {
+                continue;
+            };
+            let auths = if cfg["auths"].is_object() {
+                &cfg["auths"]
+            } else {
+                &cfg
+            };
             for (server, entry) in auths.as_object().into_iter().flatten() {
-                let server_host = server.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or("");
-                let matches = server_host == host || (host == "docker.io" && server_host.contains("docker.io"));
+                let server_host = server
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .split('/')
+                    .next()
+                    .unwrap_or("");
+                let matches = server_host == host
+                    || (host == "docker.io" && server_host.contains("docker.io"));
                 if !matches {
                     continue;
                 }
-                if let (Some(u), Some(p)) = (entry["username"].as_str(), entry["password"].as_str()) {
-                    return Some(images::RegistryAuth { username: u.into(), password: p.into() });
+                if let (Some(u), Some(p)) = (entry["username"].as_str(), entry["password"].as_str())
+                {
+                    return Some(images::RegistryAuth {
+                        username: u.into(),
+                        password: p.into(),
+                    });
                 }
                 if let Some(auth) = entry["auth"].as_str() {
                     use base64::Engine;
-                    let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(auth)
+                        .ok()?;
                     let text = String::from_utf8(decoded).ok()?;
                     let (u, p) = text.split_once(':')?;
-                    return Some(images::RegistryAuth { username: u.into(), password: p.into() });
+                    return Some(images::RegistryAuth {
+                        username: u.into(),
+                        password: p.into(),
+                    });
                 }
             }
         }
@@ -858,7 +1323,14 @@ impl Worker {
             containers: self
                 .ctrs
                 .iter()
-                .filter_map(|c| c.id.clone().map(|id| (c.name.clone(), (id, c.instances.saturating_sub(1), c.running()))))
+                .filter_map(|c| {
+                    c.id.clone().map(|id| {
+                        (
+                            c.name.clone(),
+                            (id, c.instances.saturating_sub(1), c.running()),
+                        )
+                    })
+                })
                 .collect(),
             waiting: self
                 .ctrs
@@ -868,13 +1340,34 @@ impl Worker {
                     _ => None,
                 })
                 .collect(),
+            images: self
+                .ctrs
+                .iter()
+                .filter(|c| !c.store_image.is_empty())
+                .map(|c| c.store_image.clone())
+                .collect(),
         };
-        self.ctx.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(self.key(), entry);
+        self.ctx
+            .pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(self.key(), entry);
         if self.sent.as_ref() == Some(&status) && pod["status"]["phase"] == status["phase"] {
             return;
         }
         let patch = Patch::Merge(json!({"metadata": {"uid": self.uid}, "status": status}));
-        match self.ctx.client.patch_status(&Resource::PODS, Some(&self.ns), &self.name, &patch, &PatchParams::default()).await {
+        match self
+            .ctx
+            .client
+            .patch_status(
+                &Resource::PODS,
+                Some(&self.ns),
+                &self.name,
+                &patch,
+                &PatchParams::default(),
+            )
+            .await
+        {
             Ok(_) => self.sent = Some(status),
             Err(e) if e.is_not_found() => {}
             Err(e) => tracing::warn!("pod {}: status: {e}", self.key()),
@@ -882,12 +1375,18 @@ impl Worker {
     }
 
     fn make_view(&self, pod: &Value) -> PodView {
-        let image = |name: &str| container_spec(pod, name).and_then(|c| c["image"].as_str()).unwrap_or_default().to_string();
+        let image = |name: &str| {
+            container_spec(pod, name)
+                .and_then(|c| c["image"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let views: Vec<ContainerView> = self
             .ctrs
             .iter()
             .map(|c| {
-                let has_readiness = container_spec(pod, &c.name).is_some_and(|s| probe::parse(s, Kind::Readiness).is_some());
+                let has_readiness = container_spec(pod, &c.name)
+                    .is_some_and(|s| probe::parse(s, Kind::Readiness).is_some());
                 let ready = if c.init {
                     matches!(c.state, State::Terminated { exit_code: 0, .. })
                 } else if has_readiness {
@@ -899,7 +1398,11 @@ impl Worker {
                     name: c.name.clone(),
                     image: image(&c.name),
                     image_id: c.image_id.clone(),
-                    container_id: c.id.as_ref().map(|id| format!("runc://{id}")).unwrap_or_default(),
+                    container_id: c
+                        .id
+                        .as_ref()
+                        .map(|id| format!("runc://{id}"))
+                        .unwrap_or_default(),
                     state: c.state.clone(),
                     last: c.last.clone(),
                     restart_count: c.instances.saturating_sub(1),
@@ -908,10 +1411,17 @@ impl Worker {
                 }
             })
             .collect();
-        let (init, main): (Vec<_>, Vec<_>) = views.into_iter().zip(self.ctrs.iter()).partition(|(_, c)| c.init);
+        let (init, main): (Vec<_>, Vec<_>) = views
+            .into_iter()
+            .zip(self.ctrs.iter())
+            .partition(|(_, c)| c.init);
         PodView {
             sandbox_ready: self.sandbox.is_some(),
-            pod_ip: self.sandbox.as_ref().map(|s| s.ip.to_string()).or_else(|| pod["status"]["podIP"].as_str().map(str::to_string)),
+            pod_ip: self
+                .sandbox
+                .as_ref()
+                .map(|s| s.ip.to_string())
+                .or_else(|| pod["status"]["podIP"].as_str().map(str::to_string)),
             host_ip: self.ctx.cfg.node_ip.to_string(),
             start_time: self.start_time.clone(),
             init: init.into_iter().map(|(v, _)| v).collect(),
@@ -930,7 +1440,16 @@ impl Worker {
             if !running {
                 continue;
             }
-            self.ctx.events.pod(pod, Some(&c.field_path()), "Normal", "Killing", &format!("Stopping container {}", c.name)).await;
+            self.ctx
+                .events
+                .pod(
+                    pod,
+                    Some(&c.field_path()),
+                    "Normal",
+                    "Killing",
+                    &format!("Stopping container {}", c.name),
+                )
+                .await;
             let spec = container_spec(pod, &c.name).cloned().unwrap_or(Value::Null);
             let ctx = self.ctx.clone();
             let ip = self.sandbox.as_ref().map(|s| IpAddr::V4(s.ip));
@@ -938,7 +1457,9 @@ impl Worker {
         }
         futures::future::join_all(stops).await;
         for i in 0..self.ctrs.len() {
-            let Some(id) = self.ctrs[i].id.clone() else { continue };
+            let Some(id) = self.ctrs[i].id.clone() else {
+                continue;
+            };
             if let Ok(Some(info)) = self.ctx.runtime.info(&id).await
                 && let Some(exit) = info.exit.clone()
             {
@@ -965,7 +1486,11 @@ impl Worker {
     /// Removes the pod's containers, rootfs mounts, sandbox, volumes and files.
     async fn cleanup(&mut self) {
         let mut ids: Vec<String> = match self.ctx.runtime.list().await {
-            Ok(all) => all.into_iter().filter(|i| i.labels.get(LABEL_POD_UID) == Some(&self.uid)).map(|i| i.id).collect(),
+            Ok(all) => all
+                .into_iter()
+                .filter(|i| i.labels.get(LABEL_POD_UID) == Some(&self.uid))
+                .map(|i| i.id)
+                .collect(),
             Err(_) => Vec::new(),
         };
         ids.extend(self.ctrs.iter().filter_map(|c| c.id.clone()));
@@ -981,7 +1506,11 @@ impl Worker {
             tracing::warn!("pod {}: removing the sandbox: {e}", self.key());
         }
         self.sandbox = None;
-        if let Err(e) = self.ctx.runtime.remove_cgroup(&format!("/drover/{}/pod{}", self.ctx.cfg.name, self.uid)) {
+        if let Err(e) = self
+            .ctx
+            .runtime
+            .remove_cgroup(&format!("/drover/{}/pod{}", self.ctx.cfg.name, self.uid))
+        {
             tracing::warn!("pod {}: removing its cgroup: {e}", self.key());
         }
         let dir = self.ctx.pod_dir(&self.uid);
@@ -989,37 +1518,67 @@ impl Worker {
             tracing::warn!("pod {}: removing volumes: {e}", self.key());
         }
         let _ = std::fs::remove_dir_all(&dir);
-        self.ctx.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key());
+        self.ctx
+            .pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key());
         self.ctx.events.forget(&self.uid);
     }
 }
 
 fn fmt_secs(s: u64) -> String {
-    if s >= 60 { format!("{}m{}s", s / 60, s % 60) } else { format!("{s}s") }
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// The registry host of an image reference (`docker.io` for Docker Hub names).
 pub fn registry_host(image: &str) -> String {
     match image.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => first.to_string(),
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
         _ => "docker.io".into(),
     }
 }
 
 /// Runs a lifecycle hook (exec or httpGet) within `timeout`.
-async fn run_hook(ctx: &Ctx, id: &str, hook: &Value, ip: Option<IpAddr>, timeout: Duration) -> Result<(), String> {
+async fn run_hook(
+    ctx: &Ctx,
+    id: &str,
+    hook: &Value,
+    ip: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(cmd) = hook["exec"]["command"].as_array() {
-        let args: Vec<String> = cmd.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+        let args: Vec<String> = cmd
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect();
         return match ctx.runtime.exec_sync(id, &args, timeout).await {
             Ok(out) if out.exit_code == 0 => Ok(()),
-            Ok(out) => Err(format!("command {args:?} exited with {}: {}", out.exit_code, String::from_utf8_lossy(&out.stderr).trim())),
+            Ok(out) => Err(format!(
+                "command {args:?} exited with {}: {}",
+                out.exit_code,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
             Err(e) => Err(e.to_string()),
         };
     }
     if hook["httpGet"].is_object() {
         let h = &hook["httpGet"];
-        let port = h["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(80);
-        let host = h["host"].as_str().and_then(|s| s.parse().ok()).or(ip).ok_or("no pod IP")?;
+        let port = h["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(80);
+        let host = h["host"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .or(ip)
+            .ok_or("no pod IP")?;
         return probe::http_get(host, port, h["path"].as_str().unwrap_or("/"), &[], timeout).await;
     }
     if let Some(secs) = hook["sleep"]["seconds"].as_u64() {
@@ -1031,12 +1590,16 @@ async fn run_hook(ctx: &Ctx, id: &str, hook: &Value, ip: Option<IpAddr>, timeout
 /// preStop hook within the grace period, then SIGTERM, the rest of the grace, SIGKILL.
 async fn stop_container(ctx: &Ctx, id: &str, spec: &Value, ip: Option<IpAddr>, grace: Duration) {
     let t0 = Instant::now();
-    if let Some(hook) = spec["lifecycle"]["preStop"].as_object().map(|o| Value::Object(o.clone())) {
-        if let Err(e) = run_hook(ctx, id, &hook, ip, grace).await {
-            tracing::warn!("container {id}: preStop hook: {e}");
-        }
+    if let Some(hook) = spec["lifecycle"]["preStop"]
+        .as_object()
+        .map(|o| Value::Object(o.clone()))
+        && let Err(e) = run_hook(ctx, id, &hook, ip, grace).await
+    {
+        tracing::warn!("container {id}: preStop hook: {e}");
     }
-    let left = grace.saturating_sub(t0.elapsed()).max(Duration::from_secs(if grace.is_zero() { 0 } else { 2 }));
+    let left = grace
+        .saturating_sub(t0.elapsed())
+        .max(Duration::from_secs(if grace.is_zero() { 0 } else { 2 }));
     if let Err(e) = ctx.runtime.stop(id, left).await {
         tracing::warn!("container {id}: stopping: {e}");
     }

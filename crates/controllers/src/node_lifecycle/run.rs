@@ -286,6 +286,26 @@ async fn sync(ctx: &Ctx, key: &ObjectKey) -> Result<Option<Duration>, Error> {
             Err(e) => return Err(e.into()),
         }
     }
+    for pod in &pod_plan.force_delete {
+        let dp = DeleteParams {
+            precondition_uid: Some(util::uid(pod).to_string()),
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        match ctx
+            .client
+            .delete(&Resource::PODS, api::meta::namespace(pod), util::name(pod), &dp)
+            .await
+        {
+            Ok(_) => tracing::info!(
+                "pod {}/{}: its node {name} is not ready and its grace period is over; deleted",
+                api::meta::namespace(pod).unwrap_or_default(),
+                util::name(pod)
+            ),
+            Err(e) if e.is_not_found() || e.is_conflict() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(match (plan.requeue_after, pod_plan.requeue_after) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

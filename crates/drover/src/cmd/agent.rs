@@ -88,15 +88,28 @@ pub fn host_name() -> String {
 /// The local address used to reach `server_url` (no packet is sent).
 fn local_ip_towards(server_url: &str) -> Option<IpAddr> {
     let authority = server_url.split("://").nth(1)?.split('/').next()?;
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority).ok()?.next()?;
-    let sock = std::net::UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .ok()?
+        .next()?;
+    let sock = std::net::UdpSocket::bind(if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .ok()?;
     sock.connect(addr).ok()?;
     sock.local_addr().ok().map(|a| a.ip())
 }
 
 impl NodeArgs {
     /// The agent configuration for node `name` with data in `data_dir/agent`.
-    pub fn config(&self, name: &str, data_dir: &std::path::Path, server_url: &str, token: &str) -> anyhow::Result<agent::node::AgentConfig> {
+    pub fn config(
+        &self,
+        name: &str,
+        data_dir: &std::path::Path,
+        server_url: &str,
+        token: &str,
+    ) -> anyhow::Result<agent::node::AgentConfig> {
         let mut cfg = agent::node::AgentConfig::new(name, data_dir.join("agent"));
         cfg.node_ip = match self.node_ip {
             Some(ip) => ip,
@@ -104,18 +117,26 @@ impl NodeArgs {
         };
         cfg.port = self.agent_port;
         cfg.pod_cidr = match &self.pod_cidr {
-            Some(c) => Some(c.parse().with_context(|| format!("--pod-cidr {c:?} is not an IPv4 CIDR such as 10.88.0.0/24"))?),
+            Some(c) => Some(c.parse().with_context(|| {
+                format!("--pod-cidr {c:?} is not an IPv4 CIDR such as 10.88.0.0/24")
+            })?),
             None => None,
         };
         cfg.bridge.clone_from(&self.bridge);
         if cfg.bridge.is_empty() || cfg.bridge.len() > 15 {
-            bail!("--bridge {:?} must be 1 to 15 characters (a Linux interface name)", self.bridge);
+            bail!(
+                "--bridge {:?} must be 1 to 15 characters (a Linux interface name)",
+                self.bridge
+            );
         }
         cfg.runtime.clone_from(&self.runtime);
         cfg.conmon.clone_from(&self.conmon);
-        cfg.insecure_registries.clone_from(&self.insecure_registries);
+        cfg.insecure_registries
+            .clone_from(&self.insecure_registries);
         for l in &self.labels {
-            let (k, v) = l.split_once('=').with_context(|| format!("--node-label {l:?} must be KEY=VALUE"))?;
+            let (k, v) = l
+                .split_once('=')
+                .with_context(|| format!("--node-label {l:?} must be KEY=VALUE"))?;
             cfg.labels.insert(k.to_string(), v.to_string());
         }
         cfg.max_pods = self.max_pods;
@@ -143,12 +164,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     if !args.simulate {
-        let data_dir = args.data_dir.clone().unwrap_or_else(super::default_data_dir);
-        let cfg = args.node.config(&name, &data_dir, &args.server, &args.token)?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(super::default_data_dir);
+        let cfg = args
+            .node
+            .config(&name, &data_dir, &args.server, &args.token)?;
         eprintln!("drover: node {name} joining {}", args.server);
         return runtime.block_on(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .context("cannot listen for SIGTERM")?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("cannot listen for SIGTERM")?;
             tokio::select! {
                 r = agent::node::run(client, cfg) => r.context("the node agent stopped"),
                 _ = tokio::signal::ctrl_c() => Ok(()),

@@ -61,9 +61,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Ls => {
             println!("{:<60} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
             for i in open()?.list()? {
-                let id: String = i.id.trim_start_matches("sha256:").chars().take(12).collect();
+                let id: String =
+                    i.id.trim_start_matches("sha256:")
+                        .chars()
+                        .take(12)
+                        .collect();
                 // One line per name, as `docker images` shows tags of one image.
-                let names = if i.references.is_empty() { vec!["<none>".to_string()] } else { i.references.clone() };
+                let names = if i.references.is_empty() {
+                    vec!["<none>".to_string()]
+                } else {
+                    i.references.clone()
+                };
                 for name in names {
                     println!("{name:<60} {id:<20} {:>9.1}M", i.size as f64 / 1_048_576.0);
                 }
@@ -73,9 +81,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             open()?.remove(&image)?;
             println!("removed {image}");
         }
-        Command::BuildBusybox { output, tag, busybox } => {
-            images::busybox::write_oci_archive(&busybox, &tag, &output)
-                .with_context(|| format!("cannot build the busybox image from {}", busybox.display()))?;
+        Command::BuildBusybox {
+            output,
+            tag,
+            busybox,
+        } => {
+            images::busybox::write_oci_archive(&busybox, &tag, &output).with_context(|| {
+                format!("cannot build the busybox image from {}", busybox.display())
+            })?;
             println!("wrote {} ({tag})", output.display());
         }
     }

@@ -31,6 +31,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = runtime
         .block_on(agent::node::reset(&cfg))
         .with_context(|| format!("cannot reset the agent state in {}", dir.display()))?;
-    println!("removed {} container(s) and {} pod network(s)", report.containers, report.sandboxes);
+    println!(
+        "removed {} container(s) and {} pod network(s)",
+        report.containers, report.sandboxes
+    );
     Ok(())
 }
