@@ -257,11 +257,17 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
             Some(sockets)
         }
         Err(e) => {
-            tracing::warn!("node {}: no cluster DNS for pods ({e}); they use the host's resolvers", cfg.name);
+            tracing::warn!(
+                "node {}: no cluster DNS for pods ({e}); they use the host's resolvers",
+                cfg.name
+            );
             None
         }
     };
-    let ctx = Arc::new(ctx_base(podnet::Network::new(net_config(&cfg, subnet))?, cfg.clone()));
+    let ctx = Arc::new(ctx_base(
+        podnet::Network::new(net_config(&cfg, subnet))?,
+        cfg.clone(),
+    ));
     tracing::info!(
         "node {} registered: pods in {subnet}, agent on https://{}:{port}",
         cfg.name,
@@ -330,16 +336,27 @@ async fn ip(args: &[&str]) -> Result<String, AgentError> {
         .args(args)
         .output()
         .await
-        .map_err(|source| AgentError::Io { what: "running ip (install iproute2)".into(), source })?;
+        .map_err(|source| AgentError::Io {
+            what: "running ip (install iproute2)".into(),
+            source,
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(AgentError::Server(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+        Err(AgentError::Server(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 
 /// Creates the pod bridge with its gateway address (the CNI bridge plugin adopts it).
-async fn ensure_bridge(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -> Result<(), AgentError> {
+async fn ensure_bridge(
+    name: &str,
+    gateway: std::net::Ipv4Addr,
+    prefix: u8,
+) -> Result<(), AgentError> {
     if ip(&["link", "show", "dev", name]).await.is_err() {
         ip(&["link", "add", name, "type", "bridge"]).await?;
     }
@@ -351,9 +368,13 @@ async fn ensure_bridge(name: &str, gateway: std::net::Ipv4Addr, prefix: u8) -> R
     Ok(())
 }
 
-async fn bind_dns(addr: std::net::Ipv4Addr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), AgentError> {
+async fn bind_dns(
+    addr: std::net::Ipv4Addr,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), AgentError> {
     let at = std::net::SocketAddr::from((addr, 53));
-    let err = |e: std::io::Error| AgentError::Server(format!("cannot listen on {at} for cluster DNS: {e}"));
+    let err = |e: std::io::Error| {
+        AgentError::Server(format!("cannot listen on {at} for cluster DNS: {e}"))
+    };
     let udp = tokio::net::UdpSocket::bind(at).await.map_err(err)?;
     let tcp = tokio::net::TcpListener::bind(at).await.map_err(err)?;
     Ok((udp, tcp))
