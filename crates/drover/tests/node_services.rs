@@ -203,3 +203,61 @@ fn pods_reach_services_by_dns_name_and_node_ports_answer_on_loopback() {
         || http_get(&format!("{ip}:80"), "/").is_none().then_some(()),
     );
 }
+
+#[test]
+fn traffic_keeps_flowing_through_a_rolling_update() {
+    let s = Server::start_with_node(&[]);
+    // What a user sets for zero-downtime updates: a readiness probe, and a preStop pause
+    // so the proxy drops the endpoint before the server stops.
+    let manifest = deployment("roll", 2).replace(
+        "        readinessProbe:",
+        "        lifecycle: {preStop: {exec: {command: [\"sleep\", \"5\"]}}}\n        env: [{name: VERSION, value: \"1\"}]\n        readinessProbe:",
+    ).replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 10");
+    s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    s.kubectl(&["rollout", "status", "deploy/roll", "--timeout=120s"]);
+    s.kubectl(&["expose", "deploy/roll", "--port=80", "--target-port=8080"]);
+    s.kubectl(&["run", "load", &format!("--image={BUSYBOX}"), "--", "sh", "-c",
+        "while true; do if out=$(timeout 3 wget -qO /dev/null http://$ROLL_SERVICE_HOST/ 2>&1); then echo OK; else echo \"FAIL $? $out\"; fi; sleep 0.1; done"]);
+    s.wait_pod_ready("load");
+    let count = |what: &str| {
+        s.kubectl(&["logs", "load"])
+            .lines()
+            .filter(|l| l.split(' ').next() == Some(what))
+            .count()
+    };
+    wait_for(
+        "the load loop to get answers",
+        Duration::from_secs(30),
+        || (count("OK") >= 10).then_some(()),
+    );
+    let before_fail = count("FAIL");
+    s.kubectl(&["set", "env", "deploy/roll", "VERSION=2"]);
+    s.kubectl(&["rollout", "status", "deploy/roll", "--timeout=180s"]);
+    // Old pods finish terminating (preStop, SIGTERM) while the loop keeps asking.
+    let versions = || {
+        s.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=roll",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].env[0].value}{\" \"}{end}",
+        ])
+    };
+    wait_for("only the new pods left", Duration::from_secs(60), || {
+        let v = versions();
+        (v.split_whitespace().count() == 2 && v.split_whitespace().all(|x| x == "2")).then_some(())
+    });
+    let ok_at_end = count("OK");
+    wait_for(
+        "more answers after the rollout",
+        Duration::from_secs(30),
+        || (count("OK") >= ok_at_end + 10).then_some(()),
+    );
+    assert_eq!(
+        count("FAIL"),
+        before_fail,
+        "requests failed during the rolling update:\n{}",
+        s.kubectl(&["logs", "load"])
+    );
+}
