@@ -267,3 +267,38 @@ fn top_attach_and_a_deployment_on_a_real_node() {
     });
     assert!(node.contains(s.node_name()) && node.contains('%'), "{node}");
 }
+
+#[test]
+fn host_network_pods_serve_on_the_node_address() {
+    let s = Server::start_with_node(&[]);
+    let port = 20000 + (common::node::unique() % 9000) as u16;
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hostnet}}
+spec:
+  hostNetwork: true
+  containers:
+  - name: web
+    image: {BUSYBOX}
+    command: ["httpd", "-f", "-p", "127.0.0.1:{port}", "-h", "/etc"]
+    readinessProbe: {{tcpSocket: {{port: {port}}}, periodSeconds: 1}}
+"#
+        ),
+    );
+    let pod = s.wait_pod_ready("hostnet");
+    assert_eq!(pod["status"]["podIP"], pod["status"]["hostIP"]);
+    let body = wait_for(
+        "httpd on the host's loopback",
+        Duration::from_secs(20),
+        || common::node::http_get(&format!("127.0.0.1:{port}"), "/hostname"),
+    );
+    assert!(!body.is_empty());
+    s.kubectl(&["delete", "pod", "hostnet", "--grace-period=1"]);
+    assert!(
+        common::node::http_get(&format!("127.0.0.1:{port}"), "/hostname").is_none(),
+        "stopped with the pod"
+    );
+}

@@ -397,7 +397,11 @@ pub fn resolv_conf(
     cluster_domain: &str,
     host_resolv: &str,
 ) -> String {
-    let policy = pod["spec"]["dnsPolicy"].as_str().unwrap_or("ClusterFirst");
+    let mut policy = pod["spec"]["dnsPolicy"].as_str().unwrap_or("ClusterFirst");
+    // Host-network pods use the host's resolvers unless they ask for ClusterFirstWithHostNet.
+    if policy == "ClusterFirst" && pod["spec"]["hostNetwork"].as_bool() == Some(true) {
+        policy = "Default";
+    }
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     match (policy, cluster_dns) {
         ("ClusterFirst" | "ClusterFirstWithHostNet", Some(dns)) => format!(

@@ -159,6 +159,8 @@ pub struct Worker {
     wake_tx: mpsc::UnboundedSender<Wake>,
     failed: Option<(String, String)>,
     started_at: Instant,
+    /// spec.hostNetwork: containers join the agent's network namespace, no CNI.
+    host_network: bool,
 }
 
 fn containers(pod: &Value, field: &str) -> Vec<Value> {
@@ -281,6 +283,7 @@ impl Worker {
             wake_tx,
             failed: None,
             started_at: Instant::now(),
+            host_network: pod["spec"]["hostNetwork"].as_bool().unwrap_or(false),
         }
     }
 
@@ -425,7 +428,7 @@ impl Worker {
     fn spawn_probe(&self, id: String, kind: Kind, p: probe::Probe) -> JoinHandle<()> {
         let tx = self.wake_tx.clone();
         let rt = self.ctx.runtime.clone();
-        let ip: Option<IpAddr> = self.sandbox.as_ref().map(|s| IpAddr::V4(s.ip));
+        let ip: Option<IpAddr> = self.pod_ip();
         tokio::spawn(async move {
             tokio::time::sleep(p.initial_delay).await;
             let mut tracker = probe::Tracker::new();
@@ -611,7 +614,7 @@ impl Worker {
         c.stopping = true;
         let spec = container_spec(pod, &c.name).cloned().unwrap_or(Value::Null);
         let ctx = self.ctx.clone();
-        let ip = self.sandbox.as_ref().map(|s| IpAddr::V4(s.ip));
+        let ip = self.pod_ip();
         let grace = Self::grace(pod);
         let tx = self.wake_tx.clone();
         tokio::spawn(async move {
@@ -621,6 +624,9 @@ impl Worker {
     }
 
     fn pod_ip(&self) -> Option<IpAddr> {
+        if self.host_network {
+            return Some(self.ctx.cfg.node_ip);
+        }
         self.sandbox.as_ref().map(|s| IpAddr::V4(s.ip))
     }
 
@@ -647,7 +653,7 @@ impl Worker {
             self.failed = Some(("DeadlineExceeded".into(), msg));
             return None;
         }
-        if self.sandbox.is_none() {
+        if self.sandbox.is_none() && !self.host_network {
             let ports: Vec<podnet::PortMapping> = containers(pod, "containers")
                 .iter()
                 .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
@@ -797,11 +803,7 @@ impl Worker {
     fn write_etc_files(&self, pod: &Value) -> std::io::Result<()> {
         let dir = self.ctx.pod_dir(&self.uid).join("etc");
         std::fs::create_dir_all(&dir)?;
-        let ip = self
-            .sandbox
-            .as_ref()
-            .map(|s| s.ip.to_string())
-            .unwrap_or_default();
+        let ip = self.pod_ip().map(|ip| ip.to_string()).unwrap_or_default();
         std::fs::write(dir.join("hosts"), spec::etc_hosts(pod, &ip))?;
         std::fs::write(dir.join("hostname"), format!("{}\n", spec::hostname(pod)))?;
         let resolv = spec::resolv_conf(
@@ -1114,7 +1116,15 @@ impl Worker {
             gid,
             additional_gids: groups,
             hostname: spec::hostname(pod),
-            netns: sandbox.as_ref().map(|s| s.netns.clone()),
+            netns: if self.host_network {
+                // The agent's own namespace is the host's.
+                Some(std::path::PathBuf::from(format!(
+                    "/proc/{}/ns/net",
+                    std::process::id()
+                )))
+            } else {
+                sandbox.as_ref().map(|s| s.netns.clone())
+            },
             ipc_ns: sandbox.as_ref().map(|s| s.ipc_ns.clone()),
             mounts,
             cpu_shares: figures.cpu_shares,
@@ -1416,11 +1426,10 @@ impl Worker {
             .zip(self.ctrs.iter())
             .partition(|(_, c)| c.init);
         PodView {
-            sandbox_ready: self.sandbox.is_some(),
+            sandbox_ready: self.sandbox.is_some() || self.host_network,
             pod_ip: self
-                .sandbox
-                .as_ref()
-                .map(|s| s.ip.to_string())
+                .pod_ip()
+                .map(|ip| ip.to_string())
                 .or_else(|| pod["status"]["podIP"].as_str().map(str::to_string)),
             host_ip: self.ctx.cfg.node_ip.to_string(),
             start_time: self.start_time.clone(),
@@ -1433,6 +1442,7 @@ impl Worker {
     /// Stops every running container: preStop hooks, then SIGTERM, the grace period, SIGKILL.
     async fn terminate(&mut self, pod: &Value, grace: Duration) {
         let mut stops = Vec::new();
+        let pod_ip = self.pod_ip();
         for c in &mut self.ctrs {
             c.abort_tasks();
             let Some(id) = c.id.clone() else { continue };
@@ -1452,7 +1462,7 @@ impl Worker {
                 .await;
             let spec = container_spec(pod, &c.name).cloned().unwrap_or(Value::Null);
             let ctx = self.ctx.clone();
-            let ip = self.sandbox.as_ref().map(|s| IpAddr::V4(s.ip));
+            let ip = pod_ip;
             stops.push(async move { stop_container(&ctx, &id, &spec, ip, grace).await });
         }
         futures::future::join_all(stops).await;

@@ -59,46 +59,57 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
-        match args.scenario {
-            Scenario::Api => {
-                let opts = bench::api::Options {
-                    clients: args.clients,
-                    watchers: args.watchers,
-                    objects: args.objects,
-                };
-                bench::api::run(&exe, &opts).await
+        let scenario = async {
+            match args.scenario {
+                Scenario::Api => {
+                    let opts = bench::api::Options {
+                        clients: args.clients,
+                        watchers: args.watchers,
+                        objects: args.objects,
+                    };
+                    bench::api::run(&exe, &opts).await
+                }
+                Scenario::Footprint => bench::footprint::run(&exe, args.pods.unwrap_or(1000)).await,
+                Scenario::Scheduler => {
+                    let pods = u32::try_from(args.pods.unwrap_or(10_000)).unwrap_or(u32::MAX);
+                    bench::scheduler::run(
+                        &exe,
+                        &bench::scheduler::Options {
+                            nodes: args.nodes,
+                            pods,
+                        },
+                    )
+                    .await
+                }
+                Scenario::PodStartup => {
+                    let opts = bench::pod_startup::Options {
+                        pods: args.pods.unwrap_or(100),
+                    };
+                    bench::pod_startup::run(&exe, &opts).await
+                }
+                Scenario::Deploy => {
+                    let opts = bench::deploy::Options {
+                        pods: args.pods.unwrap_or(100),
+                        swarm: !args.no_swarm,
+                    };
+                    bench::deploy::run(&exe, &opts).await
+                }
+                Scenario::Store => {
+                    let opts = bench::store_bench::Options {
+                        keys: args.objects,
+                        clients: args.clients,
+                    };
+                    bench::store_bench::run(&opts).await
+                }
             }
-            Scenario::Footprint => bench::footprint::run(&exe, args.pods.unwrap_or(1000)).await,
-            Scenario::Scheduler => {
-                let pods = u32::try_from(args.pods.unwrap_or(10_000)).unwrap_or(u32::MAX);
-                bench::scheduler::run(
-                    &exe,
-                    &bench::scheduler::Options {
-                        nodes: args.nodes,
-                        pods,
-                    },
-                )
-                .await
-            }
-            Scenario::PodStartup => {
-                let opts = bench::pod_startup::Options {
-                    pods: args.pods.unwrap_or(100),
-                };
-                bench::pod_startup::run(&exe, &opts).await
-            }
-            Scenario::Deploy => {
-                let opts = bench::deploy::Options {
-                    pods: args.pods.unwrap_or(100),
-                    swarm: !args.no_swarm,
-                };
-                bench::deploy::run(&exe, &opts).await
-            }
-            Scenario::Store => {
-                let opts = bench::store_bench::Options {
-                    keys: args.objects,
-                    clients: args.clients,
-                };
-                bench::store_bench::run(&opts).await
+        };
+        // Ctrl-C drops the scenario, so its servers, containers and reference systems are
+        // removed by their guards before the process exits.
+        tokio::select! {
+            r = scenario => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => {
+                bench::interrupt();
+                Err(anyhow::anyhow!("interrupted; what the benchmark started has been removed"))
             }
         }
     })?;
