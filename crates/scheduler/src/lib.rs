@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+pub use api::quantity::{Quantity, QuantityError};
 pub use error::ObjectError;
 pub use filters::{
     NodeFailure, REASON_AFFINITY, REASON_ANTI_AFFINITY, REASON_EXISTING_ANTI_AFFINITY,
@@ -36,7 +37,6 @@ pub use model::{
     LABEL_HOSTNAME, LABEL_ZONE, TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE,
 };
 pub use preempt::{Preemption, preempt, try_preempt};
-pub use api::quantity::{Quantity, QuantityError};
 pub use resources::{
     DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST, PodRequests, Resources, pod_requests,
 };

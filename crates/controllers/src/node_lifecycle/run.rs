@@ -294,7 +294,12 @@ async fn sync(ctx: &Ctx, key: &ObjectKey) -> Result<Option<Duration>, Error> {
         };
         match ctx
             .client
-            .delete(&Resource::PODS, api::meta::namespace(pod), util::name(pod), &dp)
+            .delete(
+                &Resource::PODS,
+                api::meta::namespace(pod),
+                util::name(pod),
+                &dp,
+            )
             .await
         {
             Ok(_) => tracing::info!(
