@@ -97,16 +97,20 @@ impl Endpoint {
 ///
 /// Agents serve a self-signed certificate, and the server does not verify it: any
 /// certificate is accepted (the handshake signature is still checked against it).
-/// Requests carry the join token, which agents check. Per-node credentials, and with
-/// them verified agent certificates, come later.
+/// Requests carry the token the agent checks: the one minted for the node when it joined
+/// with a join token (so no agent learns another's), else the cluster join token (the
+/// server's own agent, legacy agents).
 pub struct AgentClient {
     tls: tokio_rustls::TlsConnector,
     token: String,
+    store: store::SharedStore,
+    secrets: api::ResourceInfo,
 }
 
 impl AgentClient {
-    /// A client that authenticates to agents with `join_token`.
-    pub fn new(join_token: &str) -> Result<AgentClient, rustls::Error> {
+    /// A client that authenticates to agents with their node tokens from `store`, or
+    /// `join_token`.
+    pub fn new(join_token: &str, store: store::SharedStore) -> Result<AgentClient, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
@@ -118,6 +122,13 @@ impl AgentClient {
         Ok(AgentClient {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             token: join_token.to_string(),
+            store,
+            secrets: api::Registry::default()
+                .find("", "v1", "secrets")
+                .cloned()
+                .ok_or_else(|| {
+                    rustls::Error::General("the secrets resource is not registered".into())
+                })?,
         })
     }
 
@@ -133,7 +144,10 @@ impl AgentClient {
         if let Ok(v) = HeaderValue::from_str(&authority) {
             req.headers_mut().insert(header::HOST, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", self.token)) {
+        let token = crate::auth::agent_token_for(&self.store, &self.secrets, &ep.node)
+            .await
+            .unwrap_or_else(|| self.token.clone());
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
             req.headers_mut().insert(header::AUTHORIZATION, v);
         }
         let server_name = ServerName::try_from(ep.host.clone())

@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod auth;
 mod discovery;
 mod gc;
 pub mod http;
+pub mod join;
 mod metrics;
 mod nodeport;
 pub mod pki;
@@ -81,6 +83,10 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The admin kubeconfig.
     pub kubeconfig: String,
+    /// The default join token (`DIR/node-token`).
+    pub node_token: String,
+    /// The command that joins another machine: `drover agent --server URL --token T`.
+    pub join_command: String,
     /// Completes when the accept loop ends.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -144,14 +150,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     pki::write_private(&config.data_dir.join("kubeconfig"), &kubeconfig)?;
 
+    let store_for_agents = config.store.clone();
     let state = Arc::new(State {
         store: config.store,
         registry: RwLock::new(Arc::new(Registry::default())),
         crds: RwLock::new(Vec::new()),
         admin_token: creds.admin_token.clone(),
         join_token: creds.join_token.clone(),
-        address,
-        agents: agents::AgentClient::new(&creds.join_token)?,
+        ca_pem: creds.ca_pem.clone(),
+        address: address.clone(),
+        agents: agents::AgentClient::new(&creds.join_token, store_for_agents)?,
     });
     state
         .reload_crds()
@@ -162,6 +170,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .await
             .map_err(|e| StartError::Store(e.message))?;
     }
+    let ca_hash = join::ca_hash(&creds.ca_pem).map_err(|e| pki::PkiError::Tls(e.to_string()))?;
+    let node_token = auth::ensure_default_token(&state, &config.data_dir, &ca_hash)
+        .await
+        .map_err(|e| StartError::Store(e.message))?;
+    let join_command = format!("drover agent --server https://{address} --token {node_token}");
+    tracing::info!("join other machines with: {join_command}");
     gc::resume(state.clone())
         .await
         .map_err(|e| StartError::Store(e.message))?;
@@ -212,6 +226,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         kubeconfig,
+        node_token,
+        join_command,
         task,
     })
 }
@@ -232,26 +248,6 @@ fn spawn_compactor(state: Arc<State>, keep: i64, interval: std::time::Duration) 
             }
         }
     });
-}
-
-fn authenticated(state: &State, req: &Request<Incoming>) -> bool {
-    let Some(v) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = v.strip_prefix("Bearer ") else {
-        return false;
-    };
-    let token = token.trim().as_bytes();
-    constant_time_eq(token, state.admin_token.as_bytes())
-        | constant_time_eq(token, state.join_token.as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
@@ -279,9 +275,26 @@ async fn route_and_serve(
         Route::Health => return Ok(http::text(200, "ok")),
         _ => {}
     }
-    if !authenticated(&state, &req) {
-        return Err(ApiError::unauthorized());
+    if path == join::CA_PATH && req.method() == Method::GET {
+        let mut resp = http::text(200, &state.ca_pem);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-pem-file"),
+        );
+        return Ok(resp);
     }
+    let identity = auth::authenticate(&state, &req).await?;
+    if path == join::JOIN_PATH {
+        return auth::join(&state, &identity, req).await;
+    }
+    let constraints = auth::authorize(
+        &state,
+        &identity,
+        req.method(),
+        &route,
+        &parse_query(req.uri().query()),
+    )
+    .await?;
     let accept = req
         .headers()
         .get(header::ACCEPT)
@@ -356,7 +369,7 @@ async fn route_and_serve(
             let q = parse_query(req.uri().query());
             metrics::serve(&state, t, &q).await
         }
-        Route::Resource(t) => serve_resource(state, *t, req, want).await,
+        Route::Resource(t) => serve_resource(state, *t, req, want, constraints).await,
     }
 }
 
@@ -544,6 +557,7 @@ async fn serve_resource(
     t: Target,
     req: Request<Incoming>,
     want: Want,
+    constraints: auth::Constraints,
 ) -> Result<Response<Body>, ApiError> {
     let q = parse_query(req.uri().query());
     let method = req.method().clone();
@@ -584,6 +598,15 @@ async fn serve_resource(
         (Method::POST, None, None) => {
             let opts = write_opts(&q, &agent, "unknown")?;
             let body = read_object(req).await?;
+            if let Some(want) = &constraints.create_name
+                && api::meta::name(&body) != Some(want.as_str())
+            {
+                return Err(ApiError::forbidden(format!(
+                    "User \"system:node:{want}\" cannot create {} named {:?}: a node may only create its own",
+                    t.info.plural,
+                    api::meta::name(&body).unwrap_or("")
+                )));
+            }
             let w = write::create(&state, &t, body, &opts).await?;
             Ok(with_warnings(http::json(201, &w.object), &w.warnings))
         }

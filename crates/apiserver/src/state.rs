@@ -16,9 +16,11 @@ pub struct State {
     pub crds: RwLock<Vec<Value>>,
     /// The admin bearer token.
     pub admin_token: String,
-    /// The token node agents join with. Until per-node credentials exist (the multi-node
-    /// issue), it grants the same access as the admin token.
+    /// The legacy cluster join token (`DIR/join-token`): admin access, for the server's
+    /// own agent and hollow nodes. Other machines join with bootstrap tokens.
     pub join_token: String,
+    /// The cluster CA (PEM), served at `/cacerts`.
+    pub ca_pem: String,
     /// `host:port` clients reach the server at.
     pub address: String,
     /// The client for node agents (logs, exec, attach, port-forward, metrics).

@@ -31,6 +31,8 @@ enum Command {
     Image(cmd::image::Args),
     /// Remove what a node agent left on this machine (containers, mounts, networks).
     Reset(cmd::reset::Args),
+    /// Create, list and revoke the tokens other machines join with.
+    Token(cmd::token::Args),
     /// Run a benchmark scenario against a server started for it.
     Bench(cmd::bench::Args),
     /// Print the admin kubeconfig.
@@ -50,6 +52,7 @@ fn main() {
         Command::Agent(args) => cmd::agent::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Reset(args) => cmd::reset::run(args),
+        Command::Token(args) => cmd::token::run(args),
     };
     if let Err(e) = result {
         eprintln!("drover: {e:#}");

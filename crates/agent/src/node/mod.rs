@@ -20,6 +20,7 @@ pub mod machine;
 mod manager;
 pub mod probe;
 mod register;
+pub mod routes;
 mod server;
 pub mod spec;
 mod stats;
@@ -291,6 +292,15 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
             tracing::error!("node {node}: the service proxy stopped: {e}");
         }
     });
+    let routes = tokio::spawn(routes::run(
+        ctx.client.clone(),
+        routes::RouteConfig {
+            node: cfg.name.clone(),
+            node_ip: cfg.node_ip,
+            own_cidr: subnet.to_string(),
+            state_file: routes::state_file(&cfg.data_dir),
+        },
+    ));
     let resolver = match dns {
         Some((udp, tcp)) => {
             let dns_cfg = proxy::DnsConfig {
@@ -316,7 +326,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
             }
         }
     }
-    let _tasks = Abort(vec![beat, serve, sample, gc, services, resolver]);
+    let _tasks = Abort(vec![beat, serve, sample, gc, services, resolver, routes]);
     manager::run(ctx).await;
     Ok(())
 }
@@ -480,6 +490,7 @@ pub async fn reset(cfg: &AgentConfig) -> Result<ResetReport, AgentError> {
         report.sandboxes += 1;
     }
     net.destroy().await?;
+    routes::cleanup(&routes::state_file(&cfg.data_dir)).await;
     proxy::cleanup(&proxy_prefix(&cfg.name))
         .await
         .map_err(|e| AgentError::Server(format!("removing the service rules: {e}")))?;

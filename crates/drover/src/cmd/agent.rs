@@ -45,12 +45,15 @@ pub struct Args {
     /// The API server, e.g. https://10.0.0.1:6443.
     #[arg(long)]
     server: String,
-    /// The join token (DATA_DIR/join-token on the server).
+    /// The join token `drover server` printed (DATA_DIR/node-token, or `drover token
+    /// create`); optional once this node has joined (its credentials are in the data
+    /// directory). The server's legacy DATA_DIR/join-token also works, with --ca-file.
     #[arg(long)]
-    token: String,
-    /// The cluster CA certificate (DATA_DIR/ca.crt on the server).
+    token: Option<String>,
+    /// The cluster CA certificate (DATA_DIR/ca.crt on the server); not needed with a join
+    /// token, which carries the CA's hash.
     #[arg(long)]
-    ca_file: PathBuf,
+    ca_file: Option<PathBuf>,
     /// The node name (default: this host's name); with --count, the prefix of the names.
     #[arg(long)]
     name: Option<String>,
@@ -154,35 +157,55 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let ca = std::fs::read(&args.ca_file)
-        .with_context(|| format!("cannot read the CA file {}", args.ca_file.display()))?;
-    let client = client::Client::from_parts(args.server.clone(), ca, args.token.clone())
-        .with_context(|| format!("cannot make a client for {}", args.server))?;
     let name = args.name.clone().unwrap_or_else(host_name);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    if !args.simulate {
-        let data_dir = args
-            .data_dir
-            .clone()
-            .unwrap_or_else(super::default_data_dir);
-        let cfg = args
-            .node
-            .config(&name, &data_dir, &args.server, &args.token)?;
-        eprintln!("drover: node {name} joining {}", args.server);
-        return runtime.block_on(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .context("cannot listen for SIGTERM")?;
-            tokio::select! {
-                r = agent::node::run(client, cfg) => r.context("the node agent stopped"),
-                _ = tokio::signal::ctrl_c() => Ok(()),
-                _ = term.recv() => Ok(()),
-            }
-        });
+    if args.simulate {
+        let token = args.token.as_deref().unwrap_or("");
+        let Some(ca_file) = &args.ca_file else {
+            bail!(
+                "--simulate needs --ca-file and the server's cluster token (DATA_DIR/join-token)"
+            );
+        };
+        if apiserver::join::JoinToken::looks_like(token) || token.is_empty() {
+            bail!(
+                "--simulate runs many nodes under one credential: pass the server's cluster token (DATA_DIR/join-token), not a join token"
+            );
+        }
+        let ca = std::fs::read(ca_file)
+            .with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
+        let client = client::Client::from_parts(args.server.clone(), ca, token.to_string())
+            .with_context(|| format!("cannot make a client for {}", args.server))?;
+        return run_hollow(runtime, client, name, args);
     }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(super::default_data_dir);
+    let (client, server_token) = runtime.block_on(connect(&args, &name, &data_dir))?;
+    let cfg = args
+        .node
+        .config(&name, &data_dir, &args.server, &server_token)?;
+    eprintln!("drover: node {name} joining {}", args.server);
+    runtime.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = agent::node::run(client, cfg) => r.context("the node agent stopped"),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+            _ = term.recv() => Ok(()),
+        }
+    })
+}
+
+fn run_hollow(
+    runtime: tokio::runtime::Runtime,
+    client: client::Client,
+    name: String,
+    args: Args,
+) -> anyhow::Result<()> {
     let opts = agent::hollow::HollowOptions {
         name: name.clone(),
         cpu: args.cpu,
@@ -210,4 +233,141 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Where a joined node keeps its credentials.
+pub fn credentials_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("node-credentials.json")
+}
+
+/// A node's saved credentials (written when it joins, read on every start).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Saved {
+    server: String,
+    #[serde(flatten)]
+    creds: apiserver::join::NodeCredentials,
+}
+
+fn api_message(e: &client::Error) -> String {
+    match e.status() {
+        Some(s) if !s.message.is_empty() => s.message.clone(),
+        _ => e.to_string(),
+    }
+}
+
+/// The API client of a real agent and the token the API server will present to it:
+/// saved node credentials, or a join (join token → node credentials), or the legacy
+/// cluster token with --ca-file.
+async fn connect(
+    args: &Args,
+    name: &str,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(client::Client, String)> {
+    use apiserver::join::{self, JoinToken, NodeCredentials};
+    let token = args.token.as_deref().map(str::trim).unwrap_or("");
+    if !token.is_empty() && !JoinToken::looks_like(token) {
+        let Some(ca_file) = &args.ca_file else {
+            bail!(
+                "--token is not a join token (drv1.<id>.<secret>.<ca-hash>); with the server's cluster token pass --ca-file too"
+            );
+        };
+        let ca = std::fs::read(ca_file)
+            .with_context(|| format!("cannot read the CA file {}", ca_file.display()))?;
+        let client = client::Client::from_parts(args.server.clone(), ca, token.to_string())
+            .with_context(|| format!("cannot make a client for {}", args.server))?;
+        return Ok((client, token.to_string()));
+    }
+    let path = credentials_path(data_dir);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(saved) = serde_json::from_str::<Saved>(&text)
+        && saved.server == args.server
+        && saved.creds.node == name
+    {
+        let client = client::Client::from_parts(
+            args.server.clone(),
+            saved.creds.ca_pem.clone(),
+            saved.creds.token.clone(),
+        )
+        .with_context(|| format!("cannot make a client for {}", args.server))?;
+        match client.get(&client::Resource::NODES, None, name).await {
+            Ok(_) => return Ok((client, saved.creds.agent_token)),
+            Err(e) if e.is_not_found() => return Ok((client, saved.creds.agent_token)),
+            Err(e) if e.code() == Some(401) && !token.is_empty() => {
+                eprintln!(
+                    "drover: the saved credentials of node {name} were refused ({}); joining again",
+                    api_message(&e)
+                );
+            }
+            Err(e) if e.code() == Some(401) => bail!(
+                "the server refused the saved credentials of node {name} ({}): join again with --token",
+                api_message(&e)
+            ),
+            // The server may be down: keep the credentials, the agent retries.
+            Err(_) => return Ok((client, saved.creds.agent_token)),
+        }
+    }
+    if token.is_empty() {
+        bail!(
+            "--token is required: node {name} has no saved credentials in {} (use the join command `drover server` printed, or `drover token create` on the server)",
+            path.display()
+        );
+    }
+    let t = JoinToken::parse(token)?;
+    let ca_pem = match (&args.ca_file, &t.ca_hash) {
+        (Some(f), hash) => {
+            let pem = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the CA file {}", f.display()))?;
+            if let Some(h) = hash {
+                let got = join::ca_hash(&pem)?;
+                if &got != h {
+                    bail!(
+                        "the CA file {} does not match the join token (sha256:{got}, the token expects sha256:{h})",
+                        f.display()
+                    );
+                }
+            }
+            pem
+        }
+        (None, Some(h)) => join::fetch_ca(&args.server, h).await?,
+        (None, None) => bail!(
+            "the token has no CA hash: pass --ca-file, or use a full join token (drv1.<id>.<secret>.<ca-hash>)"
+        ),
+    };
+    let boot = client::Client::from_parts(args.server.clone(), ca_pem.clone(), t.bearer())
+        .with_context(|| format!("cannot make a client for {}", args.server))?;
+    let answer = boot
+        .request(
+            http::Method::POST,
+            join::JOIN_PATH,
+            Some(&serde_json::json!({"node": name})),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join {}: {}", args.server, api_message(&e)))?;
+    let creds: NodeCredentials = serde_json::from_value(answer).with_context(|| {
+        format!(
+            "{} answered the join with something unexpected",
+            args.server
+        )
+    })?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let saved = Saved {
+        server: args.server.clone(),
+        creds,
+    };
+    let text = serde_json::to_string_pretty(&saved).context("cannot encode the credentials")?;
+    apiserver::pki::write_private(&path, &text)?;
+    let client = client::Client::from_parts(
+        args.server.clone(),
+        saved.creds.ca_pem.clone(),
+        saved.creds.token.clone(),
+    )
+    .with_context(|| format!("cannot make a client for {}", args.server))?;
+    eprintln!(
+        "drover: node {name} joined {} (credentials in {})",
+        args.server,
+        path.display()
+    );
+    Ok((client, saved.creds.agent_token))
 }

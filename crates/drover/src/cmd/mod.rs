@@ -6,6 +6,7 @@ pub mod image;
 pub mod kubeconfig;
 pub mod reset;
 pub mod server;
+pub mod token;
 
 use std::path::PathBuf;
 

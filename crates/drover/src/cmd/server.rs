@@ -151,9 +151,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             });
         }
         eprintln!(
-            "drover: serving the Kubernetes API on https://{}\n  export KUBECONFIG={}",
+            "drover: serving the Kubernetes API on https://{}\n  export KUBECONFIG={}\n  join another machine: {}",
             running.addr,
-            data_dir.join("kubeconfig").display()
+            data_dir.join("kubeconfig").display(),
+            running.join_command
         );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
