@@ -570,13 +570,25 @@ pub fn api_resource_entries(r: &ResourceInfo) -> Vec<Value> {
             ),
             _ => (&r.kind, &["get", "patch", "update"]),
         };
-        out.push(json!({
+        let mut e = json!({
             "name": format!("{}/{}", r.plural, sub),
             "singularName": "",
             "namespaced": r.namespaced,
             "kind": kind,
             "verbs": verbs,
-        }));
+        });
+        // Subresources of another group say so (kubectl drain finds policy/v1 Eviction this way).
+        let other = match sub.as_str() {
+            "scale" => Some(("autoscaling", "v1")),
+            "eviction" => Some(("policy", "v1")),
+            "token" => Some(("authentication.k8s.io", "v1")),
+            _ => None,
+        };
+        if let Some((g, v)) = other {
+            e["group"] = json!(g);
+            e["version"] = json!(v);
+        }
+        out.push(e);
     }
     out
 }

@@ -508,6 +508,18 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
     resp
 }
 
+/// A DELETE's optional DeleteOptions body: JSON, or protobuf from kubectl 1.32+.
+fn delete_body(ct: &str, bytes: &[u8]) -> Result<Option<Value>, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    let protobuf = ct
+        .split(';')
+        .next()
+        .is_some_and(|b| b.trim() == "application/vnd.kubernetes.protobuf");
+    parse_body(if protobuf { ct } else { "application/json" }, bytes).map(Some)
+}
+
 fn delete_opts(
     q: &std::collections::HashMap<String, String>,
     body: Option<&Value>,
@@ -620,7 +632,7 @@ async fn serve_resource(
             let (ct, bytes) = read_body(req).await?;
             let body = parse_body(&ct, &bytes).ok();
             let opts = delete_opts(&q, body.as_ref().and_then(|b| b.get("deleteOptions")))?;
-            write::delete(&state, &t, n, &opts).await?;
+            write::evict(&state, &t, n, &opts).await?;
             Ok(http::json(201, &api::status::success(None)))
         }
         (Method::PUT, Some(n), None | Some("status")) => {
@@ -683,12 +695,8 @@ async fn serve_resource(
             Ok(with_warnings(http::json(status, &w.object), &w.warnings))
         }
         (Method::DELETE, Some(n), None) => {
-            let (_, bytes) = read_body(req).await?;
-            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-                None
-            } else {
-                Some(parse_body("application/json", &bytes)?)
-            };
+            let (ct, bytes) = read_body(req).await?;
+            let body = delete_body(&ct, &bytes)?;
             let opts = delete_opts(&q, body.as_ref())?;
             let obj = write::delete(&state, &t, n, &opts).await?;
             let code = if api::meta::is_deleting(&obj) && !opts.dry_run {
@@ -699,12 +707,8 @@ async fn serve_resource(
             Ok(http::json(code, &obj))
         }
         (Method::DELETE, None, None) => {
-            let (_, bytes) = read_body(req).await?;
-            let body = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-                None
-            } else {
-                Some(parse_body("application/json", &bytes)?)
-            };
+            let (ct, bytes) = read_body(req).await?;
+            let body = delete_body(&ct, &bytes)?;
             let opts = delete_opts(&q, body.as_ref())?;
             let (items, rev, _) = read::list_objects(&state, &t, &q).await?;
             let mut deleted = Vec::new();

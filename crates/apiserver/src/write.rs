@@ -1168,3 +1168,119 @@ pub async fn delete(
         "too many concurrent writers; try again",
     ))
 }
+
+/// Evictions are decided one at a time, so two concurrent ones (kubectl drain evicts
+/// in parallel) never both spend the last disruption a budget allows.
+static EVICTIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn pod_ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// `intOrString` of a budget against `expected` pods (percentages round up, as Kubernetes).
+fn budget_count(v: &Value, expected: usize) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return usize::try_from(n).ok();
+    }
+    let pct: usize = v.as_str()?.strip_suffix('%')?.parse().ok()?;
+    Some((expected * pct).div_ceil(100))
+}
+
+/// Refuses (429 TooManyRequests) an eviction that would take a healthy pod below what a
+/// PodDisruptionBudget selecting it requires.
+async fn check_budgets(state: &Arc<State>, t: &Target, pod: &Value) -> Result<(), ApiError> {
+    let registry = state.registry();
+    let Some(pdb_info) = registry.find("policy", "v1", "poddisruptionbudgets") else {
+        return Ok(());
+    };
+    let scope = |info: &ResourceInfo| Target {
+        info: info.clone(),
+        namespace: t.namespace.clone(),
+        name: None,
+        sub: None,
+    };
+    let none = std::collections::HashMap::new();
+    let (pdbs, _, _) = crate::read::list_objects(state, &scope(pdb_info), &none).await?;
+    let empty = serde_json::Map::new();
+    let labels = pod["metadata"]["labels"].as_object().unwrap_or(&empty);
+    let mut pods: Option<Vec<Value>> = None;
+    for pdb in pdbs {
+        let Ok(selector) = labels::LabelSelector::from_json(&pdb["spec"]["selector"]) else {
+            continue;
+        };
+        if !selector.matches(labels) {
+            continue;
+        }
+        if pods.is_none() {
+            pods = Some(
+                crate::read::list_objects(state, &scope(&t.info), &none)
+                    .await?
+                    .0,
+            );
+        }
+        let matching: Vec<&Value> = pods
+            .iter()
+            .flatten()
+            .filter(|p| selector.matches(p["metadata"]["labels"].as_object().unwrap_or(&empty)))
+            .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+            .collect();
+        let expected = matching.len();
+        let healthy = matching
+            .iter()
+            .filter(|p| pod_ready(p) && !meta::is_deleting(p))
+            .count();
+        let desired = if let Some(min) = budget_count(&pdb["spec"]["minAvailable"], expected) {
+            min
+        } else if let Some(max) = budget_count(&pdb["spec"]["maxUnavailable"], expected) {
+            expected.saturating_sub(max)
+        } else {
+            continue;
+        };
+        // An unhealthy pod may go as long as the application is not already disrupted.
+        let allowed = if pod_ready(pod) {
+            healthy > desired
+        } else {
+            healthy >= desired
+        };
+        if !allowed {
+            let name = meta::name(&pdb).unwrap_or("");
+            let mut e = ApiError::new(
+                429,
+                "TooManyRequests",
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+            );
+            e.details.causes.push(api::status::Cause {
+                reason: "DisruptionBudget".into(),
+                message: format!(
+                    "The disruption budget {name} needs {desired} healthy pods and has {healthy} currently"
+                ),
+                field: String::new(),
+            });
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// POST pods/NAME/eviction: a delete that PodDisruptionBudgets may refuse.
+pub async fn evict(
+    state: &Arc<State>,
+    t: &Target,
+    name: &str,
+    opts: &DeleteOpts,
+) -> Result<(), ApiError> {
+    let _one = EVICTIONS.lock().await;
+    let pod = crate::read::get_object(state, t, name).await?;
+    let terminal = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if !meta::is_deleting(&pod) && !terminal {
+        check_budgets(state, t, &pod).await?;
+    }
+    delete(state, t, name, opts).await?;
+    Ok(())
+}
