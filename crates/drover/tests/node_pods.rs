@@ -241,3 +241,31 @@ fn logs_exec_cp_and_port_forward_through_kubectl() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn container_logs_rotate_by_size_and_stay_readable() {
+    let s = Server::start_with_node(&["--container-log-max-size", "64Ki"]);
+    s.kubectl(&["run", "chatty", &format!("--image={BUSYBOX}"), "--", "sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; usleep 2000; done"]);
+    let pod = s.wait_pod_ready("chatty");
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let log = s
+        .dir
+        .path()
+        .join("agent/pods")
+        .join(uid)
+        .join("logs/chatty/0.log");
+    let rotated = s
+        .dir
+        .path()
+        .join("agent/pods")
+        .join(uid)
+        .join("logs/chatty/0.log.1");
+    wait_for("a rotated log file", Duration::from_secs(60), || {
+        rotated.exists().then_some(())
+    });
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size < 1 << 20, "the live log was truncated: {size} bytes");
+    let tail = s.kubectl(&["logs", "chatty", "--tail", "2"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(tail.lines().all(|l| l.starts_with("line-")), "{tail}");
+}

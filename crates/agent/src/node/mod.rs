@@ -16,6 +16,7 @@
 mod cgroups;
 pub mod env;
 pub mod events;
+mod logrotate;
 pub mod machine;
 mod manager;
 pub mod probe;
@@ -65,6 +66,8 @@ pub struct AgentConfig {
     pub cluster_dns: Option<String>,
     /// Cluster domain.
     pub cluster_domain: String,
+    /// A container's log file is rotated (one old generation kept) above this size.
+    pub container_log_max_bytes: u64,
 }
 
 impl AgentConfig {
@@ -85,6 +88,7 @@ impl AgentConfig {
             max_pods: 110,
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
+            container_log_max_bytes: 10 << 20,
         }
     }
 }
@@ -278,6 +282,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
     let serve = tokio::spawn(server::serve(ctx.clone(), listener));
     let sample = tokio::spawn(stats::sample_loop(ctx.clone()));
     let gc = tokio::spawn(image_gc_loop(ctx.clone()));
+    let rotate = tokio::spawn(log_rotation_loop(ctx.clone()));
     let proxy_cfg = proxy::ProxyConfig {
         node_name: cfg.name.clone(),
         node_ips: vec![cfg.node_ip],
@@ -326,7 +331,9 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
             }
         }
     }
-    let _tasks = Abort(vec![beat, serve, sample, gc, services, resolver, routes]);
+    let _tasks = Abort(vec![
+        beat, serve, sample, gc, rotate, services, resolver, routes,
+    ]);
     manager::run(ctx).await;
     Ok(())
 }
@@ -388,6 +395,33 @@ async fn bind_dns(
     let udp = tokio::net::UdpSocket::bind(at).await.map_err(err)?;
     let tcp = tokio::net::TcpListener::bind(at).await.map_err(err)?;
     Ok((udp, tcp))
+}
+
+/// Every 5 s: rotates the log files of running containers that outgrew the limit.
+async fn log_rotation_loop(ctx: Arc<Ctx>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let logs: Vec<PathBuf> = ctx
+            .pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .flat_map(|p| {
+                p.containers
+                    .iter()
+                    .filter(|(_, c)| c.2)
+                    .map(|(name, c)| ctx.log_path(&p.uid, name, c.1))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for log in logs {
+            match logrotate::rotate_if_needed(&log, ctx.cfg.container_log_max_bytes) {
+                Ok(true) => tracing::debug!("rotated {}", log.display()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("rotating {}: {e}", log.display()),
+            }
+        }
+    }
 }
 
 /// Disk use above which unused images are removed, and the use to bring it down to

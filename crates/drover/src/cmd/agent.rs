@@ -37,6 +37,9 @@ pub struct NodeArgs {
     /// Most pods this node runs.
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// Rotate a container's log file above this size (bytes, or a quantity such as 10Mi).
+    #[arg(long, default_value = "10Mi")]
+    pub container_log_max_size: String,
 }
 
 /// Flags of `drover agent`.
@@ -143,6 +146,15 @@ impl NodeArgs {
             cfg.labels.insert(k.to_string(), v.to_string());
         }
         cfg.max_pods = self.max_pods;
+        cfg.container_log_max_bytes = api::quantity::Quantity::parse(&self.container_log_max_size)
+            .ok()
+            .and_then(|q| u64::try_from(q.value()).ok())
+            .with_context(|| {
+                format!(
+                    "--container-log-max-size {:?} is not a size such as 10Mi",
+                    self.container_log_max_size
+                )
+            })?;
         cfg.server_token = token.to_string();
         Ok(cfg)
     }
