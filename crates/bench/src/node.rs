@@ -74,6 +74,7 @@ impl NodeServer {
             "0",
             "--max-pods",
             &max_pods.to_string(),
+            "--no-dns-upstream",
         ]
         .iter()
         .map(|s| s.to_string())

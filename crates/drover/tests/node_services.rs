@@ -217,7 +217,7 @@ fn traffic_keeps_flowing_through_a_rolling_update() {
     s.kubectl(&["rollout", "status", "deploy/roll", "--timeout=120s"]);
     s.kubectl(&["expose", "deploy/roll", "--port=80", "--target-port=8080"]);
     s.kubectl(&["run", "load", &format!("--image={BUSYBOX}"), "--", "sh", "-c",
-        "while true; do if out=$(timeout 3 wget -qO /dev/null http://$ROLL_SERVICE_HOST/ 2>&1); then echo OK; else echo \"FAIL $? $out\"; fi; sleep 0.1; done"]);
+        "while true; do if out=$(timeout 3 wget -qO /dev/null http://roll/ 2>&1); then echo OK; else echo \"FAIL $? $out\"; fi; sleep 0.1; done"]);
     s.wait_pod_ready("load");
     let count = |what: &str| {
         s.kubectl(&["logs", "load"])

@@ -380,9 +380,23 @@ struct Handler {
     upstream: Vec<SocketAddr>,
 }
 
-/// Sends `raw` (a whole DNS message) to the first upstream that answers.
+/// How long one forwarded query may take, all upstreams together. Stub resolvers
+/// (glibc, musl, busybox) wait 5 s before they ask again, and many callers give up
+/// sooner: an unreachable upstream must turn into a SERVFAIL within that time, not into
+/// silence that leaves the client hanging.
+const FORWARD_BUDGET: Duration = Duration::from_secs(4);
+
+/// Sends `raw` (a whole DNS message) to the first upstream that answers within
+/// [`FORWARD_BUDGET`] (shared out among the upstreams not yet tried).
 async fn forward(raw: &[u8], upstream: &[SocketAddr], tcp: bool) -> Option<Vec<u8>> {
-    for server in upstream {
+    let deadline = tokio::time::Instant::now() + FORWARD_BUDGET;
+    for (i, server) in upstream.iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // An upstream that fails fast (refused) leaves its share to the next ones.
+        let share = left / u32::try_from(upstream.len() - i).unwrap_or(u32::MAX);
+        if share.is_zero() {
+            break;
+        }
         let attempt = async {
             if tcp {
                 forward_tcp(raw, *server).await
@@ -395,10 +409,10 @@ async fn forward(raw: &[u8], upstream: &[SocketAddr], tcp: bool) -> Option<Vec<u
                 Ok(reply)
             }
         };
-        match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+        match tokio::time::timeout(share, attempt).await {
             Ok(Ok(reply)) => return Some(reply),
             Ok(Err(e)) => tracing::debug!("dns: upstream {server} failed: {e}"),
-            Err(_) => tracing::debug!("dns: upstream {server} timed out"),
+            Err(_) => tracing::debug!("dns: upstream {server} timed out after {share:?}"),
         }
     }
     None

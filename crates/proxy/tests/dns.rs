@@ -291,3 +291,87 @@ async fn without_upstreams_other_names_fail() {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     dns.abort();
 }
+
+/// Stub resolvers send A and AAAA back to back from one socket (glibc's parallel
+/// lookups; some with the same id). Every query gets its own answer, also while the
+/// zone is rebuilt underneath (endpoints changing as in a rolling update).
+#[tokio::test]
+async fn parallel_a_and_aaaa_from_one_socket_are_all_answered_while_the_zone_churns() {
+    let server = Server::start();
+    let c = server.client();
+    let cip = random_cluster_ip();
+    create_service(
+        &c,
+        json!({"metadata": {"name": "roll"}, "spec": {"clusterIP": cip.to_string(),
+            "ports": [{"name": "http", "port": 80}]}}),
+    )
+    .await;
+    let (udp, tcp, addr) = bind_pair().await;
+    let cfg = proxy::DnsConfig {
+        listen: addr,
+        cluster_domain: "cluster.local".into(),
+        upstream: vec![],
+    };
+    let dns = tokio::spawn(proxy::serve_dns_on(c.clone(), cfg, udp, tcp));
+    let name = "roll.default.svc.cluster.local.";
+    eventually(
+        "the service's A record",
+        Duration::from_secs(10),
+        || async {
+            let m = ask_udp(addr, name, RecordType::A).await;
+            (answers(&m) == vec![format!("A {cip}")]).then_some(())
+        },
+    )
+    .await;
+    let churn = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for i in 0..60u8 {
+                let eps = [(
+                    std::net::Ipv4Addr::new(10, 251, 0, 2 + i % 2),
+                    i % 3 != 0,
+                    None,
+                )];
+                let ports = json!([{"name": "http", "port": 8080, "protocol": "TCP"}]);
+                put_slice(&c, slice("roll", "roll-1", &eps, ports)).await;
+            }
+        })
+    };
+    let mut rounds = 0;
+    while !churn.is_finished() || rounds < 50 {
+        rounds += 1;
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(addr).await.unwrap();
+        let same_id = rounds % 2 == 0;
+        let a = query_bytes(name, RecordType::A);
+        let mut aaaa = query_bytes(name, RecordType::AAAA);
+        if same_id {
+            aaaa[..2].copy_from_slice(&a[..2]);
+        }
+        sock.send(&a).await.unwrap();
+        sock.send(&aaaa).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        for _ in 0..2 {
+            let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("round {rounds}: a query got no answer (got {got:?})"))
+                .unwrap();
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+            got.push((m.queries[0].query_type(), answers(&m)));
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (RecordType::A, vec![format!("A {cip}")]),
+                (RecordType::AAAA, vec![])
+            ],
+            "round {rounds}"
+        );
+    }
+    churn.await.unwrap();
+    assert!(!dns.is_finished(), "the DNS server stopped");
+    dns.abort();
+}

@@ -68,6 +68,9 @@ pub struct AgentConfig {
     pub cluster_domain: String,
     /// A container's log file is rotated (one old generation kept) above this size.
     pub container_log_max_bytes: u64,
+    /// Where cluster DNS forwards names outside the cluster domain; None: the host's
+    /// resolv.conf servers.
+    pub dns_upstream: Option<Vec<std::net::SocketAddr>>,
 }
 
 impl AgentConfig {
@@ -89,6 +92,7 @@ impl AgentConfig {
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
             container_log_max_bytes: 10 << 20,
+            dns_upstream: None,
         }
     }
 }
@@ -311,7 +315,10 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
             let dns_cfg = proxy::DnsConfig {
                 listen: std::net::SocketAddr::from((gateway, 53)),
                 cluster_domain: cfg.cluster_domain.clone(),
-                upstream: proxy::upstreams_from_resolv_conf(&ctx.host_resolv),
+                upstream: cfg
+                    .dns_upstream
+                    .clone()
+                    .unwrap_or_else(|| proxy::upstreams_from_resolv_conf(&ctx.host_resolv)),
             };
             let dns_client = ctx.client.clone();
             let node = cfg.name.clone();
@@ -380,6 +387,20 @@ async fn ensure_bridge(
     let addrs = ip(&["-4", "-o", "addr", "show", "dev", name]).await?;
     if !addrs.contains(&format!("inet {gateway}/")) {
         ip(&["addr", "add", &format!("{gateway}/{prefix}"), "dev", name]).await?;
+    }
+    // A bridge without an address of its own takes the lowest MAC of its ports, which
+    // changes as pods' veths come and go; pods keep sending to the old one and lose
+    // packets until ARP refreshes (seen as DNS lookups stalling for 5 s during rolling
+    // updates). Setting the address pins it (addr_assign_type 3).
+    let sys = format!("/sys/class/net/{name}");
+    let assigned = std::fs::read_to_string(format!("{sys}/addr_assign_type")).unwrap_or_default();
+    if assigned.trim() != "3" {
+        let mac =
+            std::fs::read_to_string(format!("{sys}/address")).map_err(|source| AgentError::Io {
+                what: format!("reading the MAC of bridge {name}"),
+                source,
+            })?;
+        ip(&["link", "set", "dev", name, "address", mac.trim()]).await?;
     }
     ip(&["link", "set", name, "up"]).await?;
     Ok(())

@@ -37,6 +37,12 @@ pub struct NodeArgs {
     /// Most pods this node runs.
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// Where cluster DNS forwards other names (default: the host's resolv.conf servers).
+    #[arg(long = "dns-upstream", value_name = "IP:PORT")]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Cluster DNS answers only cluster names (SERVFAIL for the rest), never forwarding.
+    #[arg(long)]
+    pub no_dns_upstream: bool,
     /// Rotate a container's log file above this size (bytes, or a quantity such as 10Mi).
     #[arg(long, default_value = "10Mi")]
     pub container_log_max_size: String,
@@ -146,6 +152,11 @@ impl NodeArgs {
             cfg.labels.insert(k.to_string(), v.to_string());
         }
         cfg.max_pods = self.max_pods;
+        if self.no_dns_upstream {
+            cfg.dns_upstream = Some(Vec::new());
+        } else if !self.dns_upstream.is_empty() {
+            cfg.dns_upstream = Some(self.dns_upstream.clone());
+        }
         cfg.container_log_max_bytes = api::quantity::Quantity::parse(&self.container_log_max_size)
             .ok()
             .and_then(|q| u64::try_from(q.value()).ok())

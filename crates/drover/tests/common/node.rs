@@ -88,6 +88,8 @@ impl Node {
             &self.pod_cidr,
             "--agent-port",
             "0",
+            // Tests never send DNS beyond the cluster.
+            "--no-dns-upstream",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -233,6 +233,8 @@ impl Cluster {
                 &h.pod_bridge,
                 "--agent-port",
                 "10250",
+                // Tests never send DNS beyond the cluster.
+                "--no-dns-upstream",
             ]);
         if !token.is_empty() {
             c.args(["--token", token]);

@@ -160,3 +160,53 @@ fn resolv_conf_nameservers() {
         ]
     );
 }
+
+fn query_bytes(name: &str, t: RecordType) -> Vec<u8> {
+    use hickory_server::proto::op::{MessageType, OpCode, Query};
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+    m.to_vec().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_upstreams_give_up_within_the_budget() {
+    // Loopback sockets that take the query and never answer (a dead resolver).
+    let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let servers = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+    let raw = query_bytes("example.org.", RecordType::A);
+    let start = tokio::time::Instant::now();
+    assert_eq!(forward(&raw, &servers, false).await, None);
+    // The paused clock moves only by the timeouts: the client gets its SERVFAIL before
+    // a stub resolver's 5 s retry, and both upstreams had their turn.
+    assert!(start.elapsed() <= FORWARD_BUDGET, "{:?}", start.elapsed());
+    assert!(FORWARD_BUDGET < Duration::from_secs(5));
+    let mut buf = [0u8; 512];
+    for s in [&a, &b] {
+        let n = s.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], &raw[..]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusing_upstream_leaves_its_time_to_the_next() {
+    // A closed port (ICMP refused at once) then a working stub.
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let stub = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let servers = [closed, stub.local_addr().unwrap()];
+    let raw = query_bytes("example.org.", RecordType::A);
+    let answer = async {
+        let mut buf = [0u8; 512];
+        let (n, from) = stub.recv_from(&mut buf).await.unwrap();
+        let mut reply = buf[..n].to_vec();
+        reply[2] |= 0x80; // QR: a response, same id.
+        stub.send_to(&reply, from).await.unwrap();
+        reply
+    };
+    let (got, sent) = tokio::join!(forward(&raw, &servers, false), answer);
+    assert_eq!(got, Some(sent));
+}

@@ -91,7 +91,14 @@ impl Net {
             threads: Vec::new(),
             dirs: Vec::new(),
         };
-        must(&["ip", "link", "add", &bridge, "type", "bridge"]);
+        // A fixed address: a bridge without one takes the lowest MAC of its ports, so it
+        // would change as pods join, and pods still sending to the old one lose packets
+        // (dropped as addressed to another host) until their ARP entry is refreshed.
+        let t = &n.tag;
+        let mac = format!("02:64:70:{}:{}:{}", &t[0..2], &t[2..4], &t[4..6]);
+        must(&[
+            "ip", "link", "add", &bridge, "address", &mac, "type", "bridge",
+        ]);
         must(&[
             "ip",
             "addr",
