@@ -136,7 +136,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         addr.ip().to_string()
     };
-    let creds = pki::load_or_create(&config.data_dir, std::slice::from_ref(&host))?;
+    // Listening on every address: the certificate names every local address, so
+    // agents on other machines can reach the server by whichever one they use.
+    let mut names = vec![host.clone()];
+    if addr.ip().is_unspecified()
+        && let Ok(ifaddrs) = nix::ifaddrs::getifaddrs()
+    {
+        for ifa in ifaddrs {
+            let ip = ifa.address.as_ref().and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+            });
+            if let Some(ip) = ip.filter(|ip| !ip.is_loopback()).map(|ip| ip.to_string())
+                && !names.contains(&ip)
+            {
+                names.push(ip);
+            }
+        }
+    }
+    let creds = pki::load_or_create(&config.data_dir, &names)?;
     let url_host = if addr.ip().is_ipv6() && !addr.ip().is_unspecified() {
         format!("[{host}]")
     } else {
@@ -174,7 +193,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let node_token = auth::ensure_default_token(&state, &config.data_dir, &ca_hash)
         .await
         .map_err(|e| StartError::Store(e.message))?;
-    let join_command = format!("drover agent --server https://{address} --token {node_token}");
+    // Other machines cannot use loopback: name the first other address when there is one.
+    let join_address = match names
+        .iter()
+        .skip(1)
+        .find(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+    {
+        Some(ip) if addr.ip().is_unspecified() => format!("{ip}:{}", addr.port()),
+        _ => address.clone(),
+    };
+    let join_command = format!("drover agent --server https://{join_address} --token {node_token}");
     tracing::info!("join other machines with: {join_command}");
     gc::resume(state.clone())
         .await
