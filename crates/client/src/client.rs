@@ -359,6 +359,18 @@ impl Client {
             .await
     }
 
+    /// Patches the `scale` subresource (autoscalers, `kubectl scale`).
+    pub async fn patch_scale(
+        &self,
+        r: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        patch: &Patch,
+        pp: &PatchParams,
+    ) -> Result<Value, Error> {
+        self.patch_sub(r, ns, name, Some("scale"), patch, pp).await
+    }
+
     async fn patch_sub(
         &self,
         r: &Resource,

@@ -14,6 +14,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod expectations;
+pub mod hpa;
 pub mod job;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -73,6 +74,7 @@ pub async fn run(client: client::Client, options: Options) {
     tasks.spawn(runtime::run(client.clone(), options.clone()));
     tasks.spawn(node_lifecycle::run(client.clone(), options.clone()));
     tasks.spawn(node_ipam::run(client.clone(), options.clone()));
+    tasks.spawn(hpa::run(client.clone(), options.clone()));
     tasks.spawn(endpoints::run(client.clone(), options.clone()));
     tasks.spawn(workloads::run_daemonsets(client.clone(), options.clone()));
     tasks.spawn(workloads::run_jobs(client.clone(), options.clone()));
