@@ -35,6 +35,8 @@ enum Command {
     Token(cmd::token::Args),
     /// Run a benchmark scenario against a server started for it.
     Bench(cmd::bench::Args),
+    /// Run a Compose application on the cluster (up, down, ps, logs, scale, exec, config).
+    Compose(cmd::compose::Args),
     /// Print the admin kubeconfig.
     Kubeconfig {
         /// The server's data directory.
@@ -53,6 +55,7 @@ fn main() {
         Command::Image(args) => cmd::image::run(args),
         Command::Reset(args) => cmd::reset::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Compose(args) => cmd::compose::run(args),
     };
     if let Err(e) = result {
         eprintln!("drover: {e:#}");

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod compose;
 pub mod image;
 pub mod kubeconfig;
 pub mod reset;
