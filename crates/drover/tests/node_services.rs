@@ -196,7 +196,13 @@ fn pods_reach_services_by_dns_name_and_node_ports_answer_on_loopback() {
     );
     assert!(pods.split_whitespace().any(|p| p == body.trim()), "{body}");
     // Deleting the service removes its rules: the ClusterIP stops answering.
-    s.kubectl(&["delete", "svc", "api"]);
+    s.kubectl(&[
+        "delete",
+        "svc",
+        "api",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
     wait_for(
         "the deleted service to stop answering",
         Duration::from_secs(30),

@@ -165,6 +165,11 @@ fn on_pod(ctx: &Ctx, pod: &Value) {
 async fn sync(ctx: &Ctx, key: &ObjectKey) -> Result<(), Error> {
     let ns = key.ns().unwrap_or_default();
     let svc = ctx.services.get(key);
+    // A Service being deleted gets no new endpoint objects (its slices are its dependents:
+    // recreating them would keep a foreground deletion waiting forever).
+    if svc.as_deref().is_some_and(api::meta::is_deleting) {
+        return Ok(());
+    }
     let pods = ctx.pods.by_index(NS_INDEX, ns);
     let current = ctx.endpoints.get(key);
     if let Some(w) = super::plan_endpoints(ns, &key.name, svc.as_deref(), &pods, current.as_deref())
