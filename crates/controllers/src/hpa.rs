@@ -40,7 +40,9 @@ fn amount(q: &str) -> Option<f64> {
     if let Some(u) = q.strip_suffix('u') {
         return u.parse::<f64>().ok().map(|v| v / 1e6);
     }
-    Quantity::parse(q).ok().map(|q| q.milli_value() as f64 / 1000.0)
+    Quantity::parse(q)
+        .ok()
+        .map(|q| q.milli_value() as f64 / 1000.0)
 }
 
 fn resource_of(obj: &Value) -> Option<Resource> {
