@@ -18,6 +18,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null || true)" = "install ok installed" ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then

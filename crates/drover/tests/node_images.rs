@@ -186,3 +186,53 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn image_pull_secrets_authenticate_to_a_private_registry() {
+    let reg = images::testing::Registry::with_basic_auth("puller", "s3cret");
+    let s = Server::start_with_node(&[]);
+    let archive = s.dir.path().join("private.tar");
+    let bin = s.dir.path().join("busybox-private");
+    let mut bytes = std::fs::read("/usr/bin/busybox").unwrap();
+    bytes.extend_from_slice(format!("private-{}", common::node::unique()).as_bytes());
+    std::fs::write(&bin, bytes).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    s.drover(&[
+        "image",
+        "build-busybox",
+        "--busybox",
+        bin.to_str().unwrap(),
+        "--tag",
+        "drover.local/private:1",
+        "--output",
+        archive.to_str().unwrap(),
+    ]);
+    images::testing::push(
+        &archive,
+        &format!("{}/team/app:1.0", reg.addr()),
+        Some(("puller", "s3cret")),
+    );
+    let image = format!("{}/team/app:1.0", reg.addr());
+    // Without credentials the registry refuses.
+    s.kubectl_stdin(&["apply", "-f", "-"], &pod("anonymous", &image));
+    s.wait_pod("anonymous", "refused", Duration::from_secs(60), |p| {
+        matches!(
+            waiting_reason(p).as_str(),
+            "ErrImagePull" | "ImagePullBackOff"
+        )
+    });
+    // With a docker-registry secret it pulls.
+    s.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={}", reg.addr()),
+        "--docker-username=puller",
+        "--docker-password=s3cret",
+    ]);
+    let with_secret = pod("authorized", &image)
+        .replace("spec:\n", "spec:\n  imagePullSecrets: [{name: regcred}]\n");
+    s.kubectl_stdin(&["apply", "-f", "-"], &with_secret);
+    s.wait_pod_ready("authorized");
+}

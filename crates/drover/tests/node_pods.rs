@@ -269,3 +269,33 @@ fn container_logs_rotate_by_size_and_stay_readable() {
     assert_eq!(tail.lines().count(), 2, "{tail}");
     assert!(tail.lines().all(|l| l.starts_with("line-")), "{tail}");
 }
+
+#[test]
+fn exec_with_a_terminal() {
+    let s = Server::start_with_node(&[]);
+    s.kubectl(&[
+        "run",
+        "term",
+        &format!("--image={BUSYBOX}"),
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    s.wait_pod_ready("term");
+    // `script` gives kubectl the terminal that `-it` requires.
+    let cmd = format!(
+        "KUBECONFIG={} kubectl exec -it term -- sh -c 'tty; stty size; exit 5'",
+        s.kubeconfig().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("/dev/pts/"),
+        "the command runs on a terminal: {text}"
+    );
+    assert_eq!(out.status.code(), Some(5), "{text}");
+}
