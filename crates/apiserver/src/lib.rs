@@ -52,11 +52,16 @@ pub struct Config {
     pub history_revisions: i64,
     /// How often the compactor runs.
     pub compaction_interval: std::time::Duration,
+    /// The range ClusterIPs are allocated from (`10.96.0.0/12` by default).
+    pub service_cidr: String,
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// `--service-cidr` is not an IPv4 range.
+    #[error("invalid service CIDR {0:?}: use an IPv4 range such as 10.96.0.0/12")]
+    ServiceCidr(String),
     /// Credentials could not be made or loaded.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
@@ -89,6 +94,15 @@ pub struct Running {
     pub join_command: String,
     /// Completes when the accept loop ends.
     pub task: tokio::task::JoinHandle<()>,
+}
+
+/// An IPv4 CIDR as (network address, number of addresses); at least 4 addresses.
+pub fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
+    let (ip, len) = cidr.trim().split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| (1..=30).contains(l))?;
+    let size = 1u32 << (32 - len);
+    Some((u32::from(ip) & !(size - 1), size))
 }
 
 async fn ensure_namespace(state: &State, name: &str) -> Result<(), ApiError> {
@@ -170,7 +184,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     pki::write_private(&config.data_dir.join("kubeconfig"), &kubeconfig)?;
 
     let store_for_agents = config.store.clone();
+    let service_range = parse_cidr(&config.service_cidr)
+        .ok_or_else(|| StartError::ServiceCidr(config.service_cidr.clone()))?;
     let state = Arc::new(State {
+        service_range,
         store: config.store,
         registry: RwLock::new(Arc::new(Registry::default())),
         crds: RwLock::new(Vec::new()),
@@ -761,5 +778,22 @@ async fn serve_resource(
             ))
         }
         (m, _, _) => unsupported(&format!("{m}")),
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    #[test]
+    fn service_ranges() {
+        assert_eq!(
+            super::parse_cidr("10.96.0.0/12"),
+            Some((0x0a60_0000, 1 << 20))
+        );
+        assert_eq!(
+            super::parse_cidr("10.123.45.7/24"),
+            Some((0x0a7b_2d00, 256))
+        );
+        assert_eq!(super::parse_cidr("10.0.0.0/31"), None);
+        assert_eq!(super::parse_cidr("nonsense"), None);
     }
 }

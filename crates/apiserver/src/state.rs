@@ -8,6 +8,8 @@ use store::{KeyValue, SharedStore, StoreError};
 
 /// What every handler shares.
 pub struct State {
+    /// ClusterIPs come from this range: (network address, number of addresses).
+    pub service_range: (u32, u32),
     /// The only door to the store.
     pub store: SharedStore,
     /// Built-in and custom resources.

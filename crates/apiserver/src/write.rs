@@ -233,7 +233,7 @@ fn init_new(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
-/// Picks a free cluster IP from 10.96.0.0/12 for a new Service.
+/// Picks a free cluster IP from the service range for a new Service.
 async fn allocate_cluster_ip(
     state: &State,
     info: &ResourceInfo,
@@ -259,6 +259,34 @@ async fn allocate_cluster_ip(
         .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
         .filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
         .collect();
+    let (base, size) = state.service_range;
+    let in_range = |ip: &str| {
+        ip.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| u32::from(a).wrapping_sub(base) < size)
+    };
+    if !asked.is_empty() && !in_range(asked) {
+        let name = meta::name(svc).unwrap_or("");
+        let range = format!(
+            "{}/{}",
+            std::net::Ipv4Addr::from(base),
+            32 - size.trailing_zeros()
+        );
+        return Err(ApiError::invalid(
+            "",
+            "Service",
+            name,
+            format!(
+                "Service \"{name}\" is invalid: spec.clusterIPs: Invalid value: []string{{\"{asked}\"}}: failed to allocate IP {asked}: provided IP is not in the valid range. The range of valid IPs is {range}"
+            ),
+            vec![api::status::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: []string{{\"{asked}\"}}: failed to allocate IP {asked}: provided IP is not in the valid range. The range of valid IPs is {range}"
+                ),
+                field: "spec.clusterIPs".into(),
+            }],
+        ));
+    }
     if !asked.is_empty() {
         if used.contains(asked) {
             let name = meta::name(svc).unwrap_or("");
@@ -278,9 +306,8 @@ async fn allocate_cluster_ip(
     use rand::Rng;
     let mut rng = rand::rng();
     for _ in 0..1000 {
-        let n: u32 = rng.random_range(2..(1 << 20) - 1);
-        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) + n)
-            .to_string();
+        let n: u32 = rng.random_range(1..size - 1);
+        let ip = std::net::Ipv4Addr::from(base + n).to_string();
         if !used.contains(&ip) {
             svc["spec"]["clusterIP"] = json!(ip);
             svc["spec"]["clusterIPs"] = json!([ip]);

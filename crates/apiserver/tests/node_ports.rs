@@ -18,6 +18,7 @@ async fn start(dir: &Path) -> (Client, tokio::task::JoinHandle<()>) {
         store,
         history_revisions: 1000,
         compaction_interval: Duration::from_secs(3600),
+        service_cidr: "10.96.0.0/12".into(),
     })
     .await
     .unwrap();

@@ -42,6 +42,9 @@ pub struct Args {
     /// Seconds between compactions of the store's history.
     #[arg(long, default_value_t = 60)]
     compaction_interval: u64,
+    /// The range Services' ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
     /// The range node pod CIDRs are cut from (one /24 per node without --pod-cidr).
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
@@ -102,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             store,
             history_revisions: args.history_revisions.max(0),
             compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
+            service_cidr: args.service_cidr.clone(),
         })
         .await
         .context("cannot start the API server")?;
