@@ -302,3 +302,75 @@ spec:
         "stopped with the pod"
     );
 }
+
+#[test]
+fn an_agent_configuration_file_sets_labels_taints_and_capacity() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("agent.yaml");
+    std::fs::write(&cfg, "nodeLabels: {zone: eu-1, disk: ssd}\nregisterWithTaints:\n- {key: dedicated, value: infra, effect: NoSchedule}\nmaxPods: 7\ncontainerLogMaxSize: 1Mi\n").unwrap();
+    let s = Server::start_with_node(&["--config", cfg.to_str().unwrap()]);
+    let node: serde_json::Value =
+        serde_json::from_str(&s.kubectl(&["get", "node", s.node_name(), "-o", "json"])).unwrap();
+    assert_eq!(node["metadata"]["labels"]["zone"], "eu-1");
+    assert_eq!(node["metadata"]["labels"]["disk"], "ssd");
+    assert_eq!(node["status"]["capacity"]["pods"], "7");
+    assert_eq!(node["spec"]["taints"][0]["key"], "dedicated");
+    // The taint keeps ordinary pods off; a toleration lets one in.
+    s.kubectl(&[
+        "run",
+        "plain",
+        &format!("--image={BUSYBOX}"),
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    wait_for(
+        "a FailedScheduling event naming the taint",
+        Duration::from_secs(30),
+        || {
+            let ev = s.kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=plain",
+            ]);
+            ev.contains("untolerated taint").then_some(())
+        },
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: tolerant}}
+spec:
+  tolerations: [{{key: dedicated, operator: Equal, value: infra, effect: NoSchedule}}]
+  containers: [{{name: c, image: {BUSYBOX}, command: ["sleep", "3600"]}}]
+"#
+        ),
+    );
+    s.wait_pod_ready("tolerant");
+    // A file with an unknown key is refused with its name.
+    let bad = cfg_dir.path().join("bad.yaml");
+    std::fs::write(&bad, "nodeLabel: {zone: x}\n").unwrap();
+    let out = std::process::Command::new(common::drover_bin())
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-scheduler",
+            "--no-controllers",
+            "--config",
+            bad.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(cfg_dir.path().join("srv"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("nodeLabel"),
+        "{err}"
+    );
+}

@@ -60,6 +60,8 @@ pub struct AgentConfig {
     pub server_token: String,
     /// Extra node labels.
     pub labels: BTreeMap<String, String>,
+    /// Taints the Node is created with (kubelet's registerWithTaints).
+    pub taints: Vec<serde_json::Value>,
     /// Pod capacity.
     pub max_pods: u32,
     /// Cluster DNS server for pods' resolv.conf (once cluster DNS exists).
@@ -88,6 +90,7 @@ impl AgentConfig {
             insecure_registries: Vec::new(),
             server_token: String::new(),
             labels: BTreeMap::new(),
+            taints: Vec::new(),
             max_pods: 110,
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),

@@ -93,6 +93,9 @@ pub async fn register(
     if let Some(cidr) = &ctx.cfg.pod_cidr {
         spec = json!({"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]});
     }
+    if !ctx.cfg.taints.is_empty() {
+        spec["taints"] = json!(ctx.cfg.taints);
+    }
     let node = json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": ctx.cfg.name, "labels": labels},

@@ -43,6 +43,14 @@ pub struct NodeArgs {
     /// Cluster DNS answers only cluster names (SERVFAIL for the rest), never forwarding.
     #[arg(long)]
     pub no_dns_upstream: bool,
+    /// A taint the node registers with, KEY[=VALUE]:EFFECT (repeatable).
+    #[arg(long = "register-with-taint", value_name = "KEY=VALUE:EFFECT")]
+    pub taints: Vec<String>,
+    /// A YAML file with any of these settings (camelCase keys: nodeIP, agentPort, podCIDR,
+    /// bridge, runtime, conmon, insecureRegistries, nodeLabels, registerWithTaints, maxPods,
+    /// dnsUpstream, containerLogMaxSize); flags given on the command line win.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
     /// Rotate a container's log file above this size (bytes, or a quantity such as 10Mi).
     #[arg(long, default_value = "10Mi")]
     pub container_log_max_size: String,
@@ -113,7 +121,111 @@ fn local_ip_towards(server_url: &str) -> Option<IpAddr> {
     sock.local_addr().ok().map(|a| a.ip())
 }
 
+/// The agent configuration file (`--config`): the node flags as YAML.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NodeFile {
+    #[serde(rename = "nodeIP")]
+    node_ip: Option<IpAddr>,
+    agent_port: Option<u16>,
+    #[serde(rename = "podCIDR")]
+    pod_cidr: Option<String>,
+    bridge: Option<String>,
+    runtime: Option<PathBuf>,
+    conmon: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
+    node_labels: Option<std::collections::BTreeMap<String, String>>,
+    register_with_taints: Option<Vec<TaintSpec>>,
+    max_pods: Option<u32>,
+    dns_upstream: Option<Vec<std::net::SocketAddr>>,
+    container_log_max_size: Option<String>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TaintSpec {
+    key: String,
+    #[serde(default)]
+    value: String,
+    effect: String,
+}
+
+/// Parses `KEY[=VALUE]:EFFECT` into a Node taint.
+fn parse_taint(t: &str) -> anyhow::Result<serde_json::Value> {
+    let (kv, effect) = t
+        .rsplit_once(':')
+        .with_context(|| format!("taint {t:?} must be KEY[=VALUE]:EFFECT"))?;
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    taint(key, value, effect)
+}
+
+fn taint(key: &str, value: &str, effect: &str) -> anyhow::Result<serde_json::Value> {
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        bail!("taint effect {effect:?} must be NoSchedule, PreferNoSchedule or NoExecute");
+    }
+    if key.is_empty() {
+        bail!("a taint needs a key");
+    }
+    Ok(serde_json::json!({"key": key, "value": value, "effect": effect}))
+}
+
 impl NodeArgs {
+    /// These flags with the configuration file's settings filled in where no flag was
+    /// given (a flag still at its default counts as not given).
+    fn with_file(&self) -> anyhow::Result<(NodeArgs, Vec<serde_json::Value>)> {
+        let mut a = self.clone();
+        let mut taints = Vec::new();
+        if let Some(path) = &self.config_file {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the agent configuration {}", path.display())
+            })?;
+            let f: NodeFile = serde_saphyr::from_str(&text)
+                .with_context(|| format!("{}: not a valid agent configuration", path.display()))?;
+            a.node_ip = a.node_ip.or(f.node_ip);
+            if a.agent_port == 10250 {
+                a.agent_port = f.agent_port.unwrap_or(10250);
+            }
+            a.pod_cidr = a.pod_cidr.or(f.pod_cidr);
+            if a.bridge == "drover0" {
+                a.bridge = f.bridge.unwrap_or(a.bridge);
+            }
+            if a.runtime.as_os_str() == "/usr/sbin/runc" {
+                a.runtime = f.runtime.unwrap_or(a.runtime);
+            }
+            if a.conmon.as_os_str() == "/usr/bin/conmon" {
+                a.conmon = f.conmon.unwrap_or(a.conmon);
+            }
+            a.insecure_registries
+                .extend(f.insecure_registries.unwrap_or_default());
+            for (k, v) in f.node_labels.unwrap_or_default() {
+                if !a
+                    .labels
+                    .iter()
+                    .any(|l| l.split_once('=').is_some_and(|(lk, _)| lk == k))
+                {
+                    a.labels.push(format!("{k}={v}"));
+                }
+            }
+            for t in f.register_with_taints.unwrap_or_default() {
+                taints.push(taint(&t.key, &t.value, &t.effect)?);
+            }
+            if a.max_pods == 110 {
+                a.max_pods = f.max_pods.unwrap_or(110);
+            }
+            if a.dns_upstream.is_empty() && !a.no_dns_upstream {
+                a.dns_upstream = f.dns_upstream.unwrap_or_default();
+            }
+            if a.container_log_max_size == "10Mi" {
+                a.container_log_max_size =
+                    f.container_log_max_size.unwrap_or(a.container_log_max_size);
+            }
+        }
+        for t in &self.taints {
+            taints.push(parse_taint(t)?);
+        }
+        Ok((a, taints))
+    }
+
     /// The agent configuration for node `name` with data in `data_dir/agent`.
     pub fn config(
         &self,
@@ -122,48 +234,51 @@ impl NodeArgs {
         server_url: &str,
         token: &str,
     ) -> anyhow::Result<agent::node::AgentConfig> {
+        let (merged, taints) = self.with_file()?;
+        let this = &merged;
         let mut cfg = agent::node::AgentConfig::new(name, data_dir.join("agent"));
-        cfg.node_ip = match self.node_ip {
+        cfg.taints = taints;
+        cfg.node_ip = match this.node_ip {
             Some(ip) => ip,
             None => local_ip_towards(server_url).unwrap_or(IpAddr::from([127, 0, 0, 1])),
         };
-        cfg.port = self.agent_port;
-        cfg.pod_cidr = match &self.pod_cidr {
+        cfg.port = this.agent_port;
+        cfg.pod_cidr = match &this.pod_cidr {
             Some(c) => Some(c.parse().with_context(|| {
                 format!("--pod-cidr {c:?} is not an IPv4 CIDR such as 10.88.0.0/24")
             })?),
             None => None,
         };
-        cfg.bridge.clone_from(&self.bridge);
+        cfg.bridge.clone_from(&this.bridge);
         if cfg.bridge.is_empty() || cfg.bridge.len() > 15 {
             bail!(
                 "--bridge {:?} must be 1 to 15 characters (a Linux interface name)",
-                self.bridge
+                this.bridge
             );
         }
-        cfg.runtime.clone_from(&self.runtime);
-        cfg.conmon.clone_from(&self.conmon);
+        cfg.runtime.clone_from(&this.runtime);
+        cfg.conmon.clone_from(&this.conmon);
         cfg.insecure_registries
-            .clone_from(&self.insecure_registries);
-        for l in &self.labels {
+            .clone_from(&this.insecure_registries);
+        for l in &this.labels {
             let (k, v) = l
                 .split_once('=')
                 .with_context(|| format!("--node-label {l:?} must be KEY=VALUE"))?;
             cfg.labels.insert(k.to_string(), v.to_string());
         }
-        cfg.max_pods = self.max_pods;
-        if self.no_dns_upstream {
+        cfg.max_pods = this.max_pods;
+        if this.no_dns_upstream {
             cfg.dns_upstream = Some(Vec::new());
-        } else if !self.dns_upstream.is_empty() {
-            cfg.dns_upstream = Some(self.dns_upstream.clone());
+        } else if !this.dns_upstream.is_empty() {
+            cfg.dns_upstream = Some(this.dns_upstream.clone());
         }
-        cfg.container_log_max_bytes = api::quantity::Quantity::parse(&self.container_log_max_size)
+        cfg.container_log_max_bytes = api::quantity::Quantity::parse(&this.container_log_max_size)
             .ok()
             .and_then(|q| u64::try_from(q.value()).ok())
             .with_context(|| {
                 format!(
                     "--container-log-max-size {:?} is not a size such as 10Mi",
-                    self.container_log_max_size
+                    this.container_log_max_size
                 )
             })?;
         cfg.server_token = token.to_string();
