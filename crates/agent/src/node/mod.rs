@@ -73,6 +73,8 @@ pub struct AgentConfig {
     /// Where cluster DNS forwards names outside the cluster domain; None: the host's
     /// resolv.conf servers.
     pub dns_upstream: Option<Vec<std::net::SocketAddr>>,
+    /// How pods on different nodes reach each other (host-gw routes or a VXLAN overlay).
+    pub pod_network: routes::PodNetwork,
 }
 
 impl AgentConfig {
@@ -96,6 +98,7 @@ impl AgentConfig {
             cluster_domain: "cluster.local".into(),
             container_log_max_bytes: 10 << 20,
             dns_upstream: None,
+            pod_network: routes::PodNetwork::HostGw,
         }
     }
 }
@@ -311,6 +314,8 @@ pub async fn run(client: Client, cfg: AgentConfig) -> Result<(), AgentError> {
             node_ip: cfg.node_ip,
             own_cidr: subnet.to_string(),
             state_file: routes::state_file(&cfg.data_dir),
+            mode: cfg.pod_network,
+            vxlan_state_file: routes::vxlan_state_file(&cfg.data_dir),
         },
     ));
     let resolver = match dns {
@@ -493,6 +498,8 @@ fn net_config(cfg: &AgentConfig, subnet: podnet::Ipv4Net) -> podnet::NetworkConf
         // Per agent: a restarted agent (or `drover reset`) removes namespaces with its
         // prefix that have no pod, so agents sharing a kernel must never share one.
         netns_prefix: format!("{}-", proxy_prefix(&cfg.name)),
+        // Room for the VXLAN encapsulation.
+        mtu: (cfg.pod_network == routes::PodNetwork::Vxlan).then_some(routes::VXLAN_MTU),
         ..podnet::NetworkConfig::default()
     }
 }
@@ -549,6 +556,7 @@ pub async fn reset(cfg: &AgentConfig) -> Result<ResetReport, AgentError> {
     }
     net.destroy().await?;
     routes::cleanup(&routes::state_file(&cfg.data_dir)).await;
+    routes::cleanup_vxlan(&routes::vxlan_state_file(&cfg.data_dir), &cfg.name).await;
     proxy::cleanup(&proxy_prefix(&cfg.name))
         .await
         .map_err(|e| AgentError::Server(format!("removing the service rules: {e}")))?;

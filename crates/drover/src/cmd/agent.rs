@@ -46,9 +46,14 @@ pub struct NodeArgs {
     /// A taint the node registers with, KEY[=VALUE]:EFFECT (repeatable).
     #[arg(long = "register-with-taint", value_name = "KEY=VALUE:EFFECT")]
     pub taints: Vec<String>,
+    /// How pods on different nodes reach each other: host-gw (routes via the other
+    /// nodes' addresses; the nodes must share a layer-2 network) or vxlan (an overlay
+    /// over UDP 8472 between the node addresses).
+    #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan"])]
+    pub pod_network: String,
     /// A YAML file with any of these settings (camelCase keys: nodeIP, agentPort, podCIDR,
     /// bridge, runtime, conmon, insecureRegistries, nodeLabels, registerWithTaints, maxPods,
-    /// dnsUpstream, containerLogMaxSize); flags given on the command line win.
+    /// dnsUpstream, containerLogMaxSize, podNetwork); flags given on the command line win.
     #[arg(long = "config", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// Rotate a container's log file above this size (bytes, or a quantity such as 10Mi).
@@ -139,6 +144,7 @@ struct NodeFile {
     max_pods: Option<u32>,
     dns_upstream: Option<Vec<std::net::SocketAddr>>,
     container_log_max_size: Option<String>,
+    pod_network: Option<String>,
 }
 
 #[derive(serde::Deserialize, Debug)]
@@ -219,6 +225,9 @@ impl NodeArgs {
                 a.container_log_max_size =
                     f.container_log_max_size.unwrap_or(a.container_log_max_size);
             }
+            if a.pod_network == "host-gw" {
+                a.pod_network = f.pod_network.unwrap_or(a.pod_network);
+            }
         }
         for t in &self.taints {
             taints.push(parse_taint(t)?);
@@ -281,6 +290,10 @@ impl NodeArgs {
                     this.container_log_max_size
                 )
             })?;
+        cfg.pod_network = this
+            .pod_network
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("{e}"))?;
         cfg.server_token = token.to_string();
         Ok(cfg)
     }

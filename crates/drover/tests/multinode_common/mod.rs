@@ -66,6 +66,8 @@ pub struct Cluster {
     pub hosts: Vec<Host>,
     /// The busybox archive imported into every host.
     archive: PathBuf,
+    /// Extra flags every agent is started with (e.g. `--pod-network vxlan`).
+    pub agent_args: Vec<String>,
 }
 
 impl Cluster {
@@ -93,6 +95,7 @@ impl Cluster {
             url: String::new(),
             hosts: Vec::new(),
             archive: PathBuf::new(),
+            agent_args: Vec::new(),
         };
         must(&["ip", "link", "add", &c.bridge, "type", "bridge"]);
         must(&[
@@ -236,6 +239,7 @@ impl Cluster {
                 // Tests never send DNS beyond the cluster.
                 "--no-dns-upstream",
             ]);
+        c.args(&self.agent_args);
         if !token.is_empty() {
             c.args(["--token", token]);
         }
