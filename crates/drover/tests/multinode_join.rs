@@ -217,6 +217,32 @@ fn hosts_join_with_tokens_and_pods_talk_across_nodes() {
         );
         assert_eq!(body.trim(), "hello-from-web");
     }
+    // A NodePort answers on every host's address, whichever host runs the pod.
+    c.kubectl(&[
+        "expose",
+        "pod",
+        "web",
+        "--name",
+        "web-np",
+        "--type",
+        "NodePort",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let np = c.get(&["service", "web-np"]).unwrap()["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap();
+    for h in 0..c.hosts.len() {
+        let addr = format!("{}:{np}", c.hosts[h].ip);
+        let body = c.wait(
+            &format!("the NodePort on host {h}"),
+            Duration::from_secs(60),
+            || http_get(&addr),
+        );
+        assert_eq!(body.trim(), "hello-from-web", "host {h}");
+    }
     // Logs come through the API server from the agent on the pod's host.
     let logs = c.kubectl_output(&["logs", "web"]);
     assert!(
@@ -235,4 +261,19 @@ fn hosts_join_with_tokens_and_pods_talk_across_nodes() {
         || c.fetch_from("client2", &format!("http://{web_ip}:8080/")),
     );
     assert_eq!(body.trim(), "hello-from-web");
+}
+
+/// One HTTP GET from the test's own namespace to a host of the test network.
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.0 200")
+        .then_some(())
+        .or_else(|| out.starts_with("HTTP/1.1 200").then_some(()))?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
