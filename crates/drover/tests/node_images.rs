@@ -236,3 +236,25 @@ fn image_pull_secrets_authenticate_to_a_private_registry() {
     s.kubectl_stdin(&["apply", "-f", "-"], &with_secret);
     s.wait_pod_ready("authorized");
 }
+
+#[test]
+fn docker_hub_names_are_pulled_through_a_mirror() {
+    let mirror = images::testing::Registry::start();
+    let s = Server::start_with_node(&["--registry-mirror", &mirror.addr()]);
+    // The mirror holds library/mirrored-busybox; the pod names it as Docker Hub would.
+    push_busybox(&s, &mirror, "library/mirrored-busybox:1.0");
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("mirrored", "mirrored-busybox:1.0"),
+    );
+    let p = s.wait_pod_ready("mirrored");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["image"],
+        "mirrored-busybox:1.0"
+    );
+    let ls = s.drover(&["image", "ls", "--data-dir", s.dir.path().to_str().unwrap()]);
+    assert!(
+        ls.contains("docker.io/library/mirrored-busybox:1.0"),
+        "{ls}"
+    );
+}

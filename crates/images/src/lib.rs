@@ -49,6 +49,9 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
     /// Credentials from imagePullSecrets (the agent decodes dockerconfigjson and picks the registry's entry).
     pub auth: Option<RegistryAuth>,
+    /// "HOST[:PORT]" mirrors of Docker Hub, tried in order before docker.io itself (Docker's
+    /// `registry-mirrors`); the image keeps its docker.io name.
+    pub mirrors: Vec<String>,
 }
 
 /// Username and password for one registry (basic auth, or exchanged for a bearer token).

@@ -317,13 +317,36 @@ pub(crate) async fn pull(
     opts: &PullOptions,
     progress: &(dyn Fn(PullProgress) + Send + Sync),
 ) -> Result<Image, ImageError> {
+    if r.registry == "docker.io" {
+        for m in &opts.mirrors {
+            let mut via = r.clone();
+            via.registry = m.trim_end_matches('/').to_string();
+            match pull_via(inner, r, &via, opts, progress).await {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    tracing::warn!(mirror = %m, error = %e, "mirror failed; trying the next source")
+                }
+            }
+        }
+    }
+    pull_via(inner, r, r, opts, progress).await
+}
+
+/// Pulls image `r` from the registry named in `via` (a mirror, or `r` itself).
+async fn pull_via(
+    inner: &Arc<Inner>,
+    r: &ParsedRef,
+    via: &ParsedRef,
+    opts: &PullOptions,
+    progress: &(dyn Fn(PullProgress) + Send + Sync),
+) -> Result<Image, ImageError> {
     let reference = r.normalized();
     let ctx = ErrCtx {
         reference: reference.clone(),
-        registry: r.registry.clone(),
+        registry: via.registry.clone(),
     };
-    let client = make_client(&r.registry, opts)?;
-    let (reg, repo) = (r.registry.clone(), r.repository.clone());
+    let client = make_client(&via.registry, opts)?;
+    let (reg, repo) = (via.registry.clone(), via.repository.clone());
     let oref = match (&r.tag, &r.digest) {
         (Some(t), Some(d)) => Reference::with_tag_and_digest(reg, repo, t.clone(), d.clone()),
         (None, Some(d)) => Reference::with_digest(reg, repo, d.clone()),

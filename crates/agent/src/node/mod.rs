@@ -56,6 +56,8 @@ pub struct AgentConfig {
     pub conmon: PathBuf,
     /// Registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// Docker Hub mirrors tried before docker.io.
+    pub registry_mirrors: Vec<String>,
     /// The token the API server presents when it calls the agent.
     pub server_token: String,
     /// Extra node labels.
@@ -90,6 +92,7 @@ impl AgentConfig {
             runtime: "/usr/sbin/runc".into(),
             conmon: "/usr/bin/conmon".into(),
             insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
             server_token: String::new(),
             labels: BTreeMap::new(),
             taints: Vec::new(),

@@ -856,6 +856,7 @@ impl Worker {
         let opts = images::PullOptions {
             insecure_registries: self.ctx.cfg.insecure_registries.clone(),
             auth: self.pull_auth(pod, &image_ref).await,
+            mirrors: self.ctx.cfg.registry_mirrors.clone(),
         };
         let t0 = Instant::now();
         let key = self.key();

@@ -31,6 +31,10 @@ pub struct NodeArgs {
     /// A registry reached over plain HTTP (registries on 127.0.0.0/8 always are).
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
+    /// A Docker Hub mirror (HOST[:PORT]) tried before docker.io (repeatable; plain HTTP
+    /// only for loopback and --insecure-registry hosts).
+    #[arg(long = "registry-mirror", value_name = "HOST:PORT")]
+    pub registry_mirrors: Vec<String>,
     /// An extra node label (repeatable).
     #[arg(long = "node-label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -52,7 +56,7 @@ pub struct NodeArgs {
     #[arg(long, default_value = "host-gw", value_parser = ["host-gw", "vxlan"])]
     pub pod_network: String,
     /// A YAML file with any of these settings (camelCase keys: nodeIP, agentPort, podCIDR,
-    /// bridge, runtime, conmon, insecureRegistries, nodeLabels, registerWithTaints, maxPods,
+    /// bridge, runtime, conmon, insecureRegistries, registryMirrors, nodeLabels, registerWithTaints, maxPods,
     /// dnsUpstream, containerLogMaxSize, podNetwork); flags given on the command line win.
     #[arg(long = "config", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
@@ -139,6 +143,7 @@ struct NodeFile {
     runtime: Option<PathBuf>,
     conmon: Option<PathBuf>,
     insecure_registries: Option<Vec<String>>,
+    registry_mirrors: Option<Vec<String>>,
     node_labels: Option<std::collections::BTreeMap<String, String>>,
     register_with_taints: Option<Vec<TaintSpec>>,
     max_pods: Option<u32>,
@@ -203,6 +208,8 @@ impl NodeArgs {
             }
             a.insecure_registries
                 .extend(f.insecure_registries.unwrap_or_default());
+            a.registry_mirrors
+                .extend(f.registry_mirrors.unwrap_or_default());
             for (k, v) in f.node_labels.unwrap_or_default() {
                 if !a
                     .labels
@@ -269,6 +276,7 @@ impl NodeArgs {
         cfg.conmon.clone_from(&this.conmon);
         cfg.insecure_registries
             .clone_from(&this.insecure_registries);
+        cfg.registry_mirrors.clone_from(&this.registry_mirrors);
         for l in &this.labels {
             let (k, v) = l
                 .split_once('=')
