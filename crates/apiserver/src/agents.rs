@@ -216,7 +216,7 @@ impl AgentClient {
 /// Accepts any server certificate (see [`AgentClient`]), still checking that the peer
 /// holds the key of the certificate it presents.
 #[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
+pub(crate) struct AcceptAnyCert(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(

@@ -96,7 +96,22 @@ struct Ctr {
     stopping: bool,
 }
 
+/// The next restart delay after `d`: 10 s, then doubling to 5 minutes.
+fn next_backoff(d: Duration) -> Duration {
+    if d.is_zero() {
+        BACKOFF_START
+    } else {
+        (d * 2).min(BACKOFF_MAX)
+    }
+}
+
 impl Ctr {
+    /// Holds the next start back by the current delay and grows it.
+    fn back_off(&mut self) {
+        self.not_before = Some(Instant::now() + self.backoff);
+        self.backoff = next_backoff(self.backoff);
+    }
+
     fn new(name: &str, init: bool, waiting: &str) -> Ctr {
         Ctr {
             name: name.to_string(),
@@ -525,12 +540,7 @@ impl Worker {
                 if ran > BACKOFF_RESET {
                     c.backoff = Duration::ZERO;
                 }
-                c.not_before = Some(Instant::now() + c.backoff);
-                c.backoff = if c.backoff.is_zero() {
-                    BACKOFF_START
-                } else {
-                    (c.backoff * 2).min(BACKOFF_MAX)
-                };
+                c.back_off();
                 let dir = self.ctx.container_dir(&id);
                 if let Err(e) = self.ctx.images.unmount_rootfs(&dir) {
                     tracing::warn!("pod {}: unmounting {}: {e}", self.key(), dir.display());
@@ -931,11 +941,7 @@ impl Worker {
                         .await;
                 }
                 let c = &mut self.ctrs[i];
-                c.pull_backoff = if c.pull_backoff.is_zero() {
-                    BACKOFF_START
-                } else {
-                    (c.pull_backoff * 2).min(BACKOFF_MAX)
-                };
+                c.pull_backoff = next_backoff(c.pull_backoff);
                 // ErrImagePull shows for a moment, then ImagePullBackOff while waiting.
                 let wait = if reason == "ErrImagePull" {
                     Duration::from_secs(2)
@@ -991,12 +997,7 @@ impl Worker {
                     reason: reason.into(),
                     message,
                 };
-                c.not_before = Some(Instant::now() + c.backoff);
-                c.backoff = if c.backoff.is_zero() {
-                    BACKOFF_START
-                } else {
-                    (c.backoff * 2).min(BACKOFF_MAX)
-                };
+                c.back_off();
                 Err(c.backoff)
             }
         }
@@ -1198,12 +1199,7 @@ impl Worker {
             };
             let c = &mut self.ctrs[i];
             c.state = state;
-            c.not_before = Some(Instant::now() + c.backoff);
-            c.backoff = if c.backoff.is_zero() {
-                BACKOFF_START
-            } else {
-                (c.backoff * 2).min(BACKOFF_MAX)
-            };
+            c.back_off();
             self.ctx
                 .events
                 .pod(
