@@ -116,7 +116,7 @@ spec:
 #[test]
 fn logs_exec_cp_and_port_forward_through_kubectl() {
     let s = Server::start_with_node(&[]);
-    let extra = "    env: [{name: GREETING, value: hi-there}]\n";
+    let extra = "    env: [{name: GREETING, value: hi-there}, {name: MY_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n";
     s.kubectl_stdin(&["apply", "-f", "-"], &web_pod("tools", extra));
     s.wait_pod_ready("tools");
     // exec: output, exit codes, stdin, env.
@@ -124,6 +124,13 @@ fn logs_exec_cp_and_port_forward_through_kubectl() {
         s.kubectl(&["exec", "tools", "--", "sh", "-c", "echo $GREETING"])
             .trim(),
         "hi-there"
+    );
+    // The downward API gives the pod's own IP even to the first container started.
+    let ip = s.pod_ip("tools");
+    assert_eq!(
+        s.kubectl(&["exec", "tools", "--", "sh", "-c", "echo $MY_IP"])
+            .trim(),
+        ip
     );
     let out = s.kubectl_output(&["exec", "tools", "--", "sh", "-c", "echo oops >&2; exit 3"]);
     assert_eq!(

@@ -1011,9 +1011,19 @@ impl Worker {
         image: &images::Image,
     ) -> Result<(), (&'static str, String)> {
         let cfg_err = |e: String| ("CreateContainerConfigError", e);
+        // The downward API sees the IPs this start gives the pod, which its status may
+        // not carry yet (the status is written after the first container starts).
+        let mut pod_now = pod.clone();
+        if let Some(ip) = self.pod_ip() {
+            pod_now["status"]["podIP"] = json!(ip.to_string());
+            pod_now["status"]["podIPs"] = json!([{"ip": ip.to_string()}]);
+        }
+        let host = self.ctx.cfg.node_ip.to_string();
+        pod_now["status"]["hostIP"] = json!(host);
+        pod_now["status"]["hostIPs"] = json!([{"ip": host}]);
         let vars = env::resolve(
             &self.ctx.client,
-            pod,
+            &pod_now,
             cspec,
             self.ctx.cpu_millis,
             self.ctx.memory,
