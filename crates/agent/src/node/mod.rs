@@ -26,6 +26,7 @@ mod server;
 pub mod spec;
 mod stats;
 pub mod status;
+mod tool;
 pub mod volumes;
 mod worker;
 
@@ -367,23 +368,7 @@ pub fn proxy_prefix(node: &str) -> String {
 }
 
 async fn ip(args: &[&str]) -> Result<String, AgentError> {
-    let out = tokio::process::Command::new("ip")
-        .args(args)
-        .output()
-        .await
-        .map_err(|source| AgentError::Io {
-            what: "running ip (install iproute2)".into(),
-            source,
-        })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(AgentError::Server(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    tool::run("ip", args).await.map_err(AgentError::Server)
 }
 
 /// Creates the pod bridge with its gateway address (the CNI bridge plugin adopts it).

@@ -153,20 +153,7 @@ pub fn route_of(node: &Value, cfg: &RouteConfig) -> Option<(String, Ipv4Addr)> {
 }
 
 async fn ip(args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("ip")
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run ip (install iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    super::tool::run("ip", args).await
 }
 
 /// One of the kernel's routes, as far as Drover cares.
@@ -320,20 +307,7 @@ fn network_address(cidr: &str) -> Option<String> {
 }
 
 async fn bridge_cmd(args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("bridge")
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run bridge (install iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "bridge {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    super::tool::run("bridge", args).await
 }
 
 /// Makes this node's vxlan device as it should be; true when it was (re)created (so

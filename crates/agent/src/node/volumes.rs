@@ -231,19 +231,10 @@ pub fn is_mount_point(path: &Path) -> bool {
 }
 
 async fn run(cmd: &str, args: &[&str]) -> Result<(), std::io::Error> {
-    let out = tokio::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    super::tool::run(cmd, args)
+        .await
+        .map(|_| ())
+        .map_err(std::io::Error::other)
 }
 
 /// Sets up (or refreshes) every volume of the pod under `dir`.
