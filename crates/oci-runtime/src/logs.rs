@@ -89,6 +89,7 @@ pub fn read(
         stopped: false,
         emitted: 0,
         done: false,
+        cap: None,
     };
     futures::stream::unfold(state, |mut st| async move {
         loop {
@@ -122,6 +123,9 @@ struct Reader {
     stopped: bool,
     emitted: u64,
     done: bool,
+    /// Without follow, the file's length when it was opened: the answer is that snapshot,
+    /// not lines the container writes while it is being read (a tail of N stays N lines).
+    cap: Option<u64>,
 }
 
 impl Reader {
@@ -129,6 +133,9 @@ impl Reader {
     async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
         if self.file.is_none() {
             let mut file = tokio::fs::File::open(&self.path).await?;
+            if !self.opts.follow {
+                self.cap = Some(file.metadata().await?.len());
+            }
             let start = match self.opts.tail_lines {
                 Some(n) => tail_offset(&mut file, n).await?,
                 None => 0,
@@ -165,6 +172,7 @@ impl Reader {
             return Ok(Bytes::new());
         };
         let len = file.metadata().await?.len();
+        let len = self.cap.map_or(len, |cap| len.min(cap));
         let consumed_to = self.pos + self.pending.len() as u64;
         if len < self.pos {
             // Truncated (rotated in place): start over.
@@ -176,7 +184,11 @@ impl Reader {
             return Ok(Bytes::new());
         }
         let mut buf = Vec::new();
-        file.read_to_end(&mut buf).await?;
+        let from = self.pos + self.pending.len() as u64;
+        (&mut *file)
+            .take(len.saturating_sub(from))
+            .read_to_end(&mut buf)
+            .await?;
         self.pending.extend_from_slice(&buf);
         let mut out = Vec::new();
         let mut consumed = 0;
