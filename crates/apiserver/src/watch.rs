@@ -175,11 +175,15 @@ pub async fn watch(
                 json!(ev.kv.mod_revision.to_string()),
             );
             let now_matches = sel.matches(&t.info, &obj);
-            let prev_matches = ev
-                .prev
-                .as_ref()
-                .and_then(|p| serde_json::from_slice::<Value>(&p.value).ok())
-                .map(|p| sel.matches(&t.info, &p));
+            // Without selectors every version matches: the previous one need not be parsed.
+            let prev_matches = if sel.labels.is_empty() && sel.fields.is_empty() {
+                ev.prev.as_ref().map(|_| true)
+            } else {
+                ev.prev
+                    .as_ref()
+                    .and_then(|p| serde_json::from_slice::<Value>(&p.value).ok())
+                    .map(|p| sel.matches(&t.info, &p))
+            };
             let kind = match (ev.kind, prev_matches, now_matches) {
                 (EventKind::Delete, Some(true), _) | (EventKind::Delete, None, true) => "DELETED",
                 (EventKind::Delete, _, _) => continue,

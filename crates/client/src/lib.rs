@@ -13,6 +13,7 @@
 mod client;
 mod config;
 mod error;
+pub mod informer;
 mod key;
 mod params;
 mod queue;
@@ -28,6 +29,7 @@ pub use params::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Propa
 pub use resource::Resource;
 pub use types::{ObjectList, WatchEvent};
 
+pub use informer::{Informers, SharedEvents};
 pub use key::ObjectKey;
 pub use queue::{Lease, QueueConfig, WorkQueue};
 pub use reflector::{IndexFn, Store, Writer, reflect, reflector, store};

@@ -184,6 +184,16 @@ pub fn slim(o: &Value) -> Value {
 }
 
 impl Store {
+    /// Adds the index `name` (computed by `f`) unless the cache has one by that name:
+    /// users of a shared cache each ask for the indexes they read.
+    pub fn add_index(&self, name: &str, f: impl Fn(&Value) -> Vec<String> + Send + Sync + 'static) {
+        let mut c = write(&self.cache);
+        if !c.indexers.contains_key(name) {
+            c.indexers.insert(name.to_string(), Arc::new(f));
+            c.rebuild_indices();
+        }
+    }
+
     /// The cached object with this key.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
         read(&self.cache).objects.get(key).cloned()

@@ -5,6 +5,7 @@
 //! `lastScheduleTime`, `lastSuccessfulTime`). Time is passed in.
 
 use crate::cron::Schedule;
+use crate::events::{self, Note};
 use crate::util::{self, Time, controller_ref};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -29,9 +30,19 @@ pub struct CronPlan {
     pub status: Value,
     /// When the next schedule time comes (None when suspended or unschedulable).
     pub requeue_after: Option<Duration>,
-    /// Why nothing was started although a time was due (`MissSchedule`, ...), for logs
-    /// and events.
-    pub skipped: Option<String>,
+    /// Events about the CronJob to record once the status is written: `SawCompletedJob`,
+    /// and why nothing was started although a time was due (`MissSchedule`,
+    /// `JobAlreadyActive`, `UnparseableSchedule`, `UnknownTimeZone`). The Job creations
+    /// and deletions are recorded by whoever makes them.
+    pub notes: Vec<Note>,
+    /// Unfinished Jobs of ours that `status.active` does not list. Kubernetes warns about
+    /// them (`UnexpectedJob`) after re-reading the CronJob: a cache may simply not show
+    /// our own status write yet.
+    pub unexpected: Vec<String>,
+    /// References in `status.active` to Jobs the cache does not hold (left out of
+    /// [`CronPlan::status`]). The Job may just not be in the cache yet: Kubernetes asks
+    /// the API, keeps the reference if the Job exists and records `MissingJob` if not.
+    pub missing: Vec<Value>,
 }
 
 fn finished(job: &Value) -> Option<&'static str> {
@@ -112,13 +123,19 @@ pub fn plan(cj: &Value, jobs: &[Arc<Value>], now: Time) -> CronPlan {
         Some(m) => Value::Object(m.clone()),
         None => json!({}),
     };
+    let old_active = status["active"].as_array().cloned().unwrap_or_default();
+    let listed = |j: &Value| old_active.iter().any(|r| r["uid"] == j["metadata"]["uid"]);
     // status.active: the Jobs that exist and are not finished.
     let mut active: Vec<Value> = Vec::new();
     let mut last_success = util::parse_time(&status["lastSuccessfulTime"]);
     for j in &jobs {
-        match finished(j) {
+        let state = finished(j);
+        match state {
             None if !api::meta::is_deleting(j) => {
                 active.push(crate::workloads::object_reference(j));
+                if !listed(j) {
+                    out.unexpected.push(util::name(j).to_string());
+                }
             }
             Some("Complete") => {
                 let done = util::parse_time(&j["status"]["completionTime"]);
@@ -128,10 +145,25 @@ pub fn plan(cj: &Value, jobs: &[Arc<Value>], now: Time) -> CronPlan {
             }
             _ => {}
         }
+        if let Some(condition) = state
+            && listed(j)
+        {
+            out.notes.push(Note::normal(
+                "SawCompletedJob",
+                format!(
+                    "Saw completed job: {}, condition: {condition}",
+                    util::name(j)
+                ),
+            ));
+        }
     }
+    out.missing = old_active
+        .iter()
+        .filter(|r| !jobs.iter().any(|j| j["metadata"]["uid"] == r["uid"]))
+        .cloned()
+        .collect();
     active.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     // Keep the stored references' fields (resourceVersion) stable when nothing changed.
-    let old_active = status["active"].as_array().cloned().unwrap_or_default();
     for r in &mut active {
         if let Some(old) = old_active.iter().find(|o| o["uid"] == r["uid"]) {
             *r = old.clone();
@@ -178,13 +210,21 @@ pub fn plan(cj: &Value, jobs: &[Arc<Value>], now: Time) -> CronPlan {
     if let Some(tz) = cj["spec"]["timeZone"].as_str()
         && !matches!(tz, "UTC" | "Etc/UTC" | "Etc/GMT" | "GMT")
     {
-        out.skipped = Some(format!("unsupported timeZone {tz:?}: only UTC is known"));
+        // Drover knows only UTC: to it, every other zone is unknown.
+        out.notes.push(Note::warning(
+            "UnknownTimeZone",
+            format!("invalid timeZone: {tz:?}: unknown time zone {tz} (only UTC is supported)"),
+        ));
         return out;
     }
-    let schedule = match Schedule::parse(cj["spec"]["schedule"].as_str().unwrap_or_default()) {
+    let spec_schedule = cj["spec"]["schedule"].as_str().unwrap_or_default();
+    let schedule = match Schedule::parse(spec_schedule) {
         Ok(s) => s,
         Err(e) => {
-            out.skipped = Some(format!("unparseable schedule: {e}"));
+            out.notes.push(Note::warning(
+                "UnparseableSchedule",
+                format!("unparseable schedule: {spec_schedule:?} : {e}"),
+            ));
             return out;
         }
     };
@@ -203,12 +243,17 @@ pub fn plan(cj: &Value, jobs: &[Arc<Value>], now: Time) -> CronPlan {
     let Some(scheduled) = schedule.prev_at_or_before(now).filter(|t| *t > earliest) else {
         return out;
     };
+    // As in Kubernetes' controller v2, `earliest` already excludes times past the
+    // deadline, so this MissSchedule guard only matters if that clamping changes.
     if let Some(sds) = deadline
         && scheduled + time::Duration::seconds(sds) < now
     {
-        out.skipped = Some(format!(
-            "MissSchedule: missed scheduled time to start a job: {}",
-            util::format_time(scheduled)
+        out.notes.push(Note::warning(
+            "MissSchedule",
+            format!(
+                "Missed scheduled time to start a job: {}",
+                events::rfc1123z(scheduled)
+            ),
         ));
         return out;
     }
@@ -226,7 +271,10 @@ pub fn plan(cj: &Value, jobs: &[Arc<Value>], now: Time) -> CronPlan {
     match cj["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow") {
         "Forbid" if !running.is_empty() => {
             // The time stays due: it runs later if still within the deadline.
-            out.skipped = Some("JobAlreadyActive: not starting job because prior execution is running and concurrency policy is Forbid".into());
+            out.notes.push(Note::normal(
+                "JobAlreadyActive",
+                "Not starting job because prior execution is running and concurrency policy is Forbid",
+            ));
             return out;
         }
         "Replace" => {

@@ -2,6 +2,7 @@
 //! nodes should run a daemon pod, which pods to create and delete (including the
 //! RollingUpdate replacements, bounded by maxUnavailable) and the status to write.
 
+use crate::events::Note;
 use crate::util::{self, Time, controller_ref, int, is_pod_available, is_pod_ready, phase};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -268,6 +269,27 @@ pub struct DaemonPlan {
     pub status: Value,
     /// When to sync again to see a pod become available (minReadySeconds).
     pub requeue_after: Option<std::time::Duration>,
+    /// Events about the DaemonSet to record (`FailedDaemonPod`, `SucceededDaemonPod`);
+    /// the pod creations and deletions are recorded by whoever makes them.
+    pub notes: Vec<Note>,
+}
+
+/// The events Kubernetes records on finding a finished daemon pod it will replace:
+/// `FailedDaemonPod` (Warning) or `SucceededDaemonPod` (Normal).
+pub fn finished_pod_note(pod: &Value, node: &str) -> Option<Note> {
+    let ns = api::meta::namespace(pod).unwrap_or_default();
+    let name = util::name(pod);
+    match phase(pod) {
+        "Failed" => Some(Note::warning(
+            "FailedDaemonPod",
+            format!("Found failed daemon pod {ns}/{name} on node {node}, will try to kill it"),
+        )),
+        "Succeeded" => Some(Note::normal(
+            "SucceededDaemonPod",
+            format!("Found succeeded daemon pod {ns}/{name} on node {node}, will try to delete it"),
+        )),
+        _ => None,
+    }
 }
 
 fn is_updated(pod: &Value, hash: &str) -> bool {
@@ -342,6 +364,8 @@ pub fn plan(
         if place.should_continue {
             // Failed daemon pods are deleted so a fresh one replaces them.
             out.delete.extend(failed.iter().map(|p| (*p).clone()));
+            out.notes
+                .extend(failed.iter().filter_map(|p| finished_pod_note(p, name)));
             if place.should_run && running.is_empty() {
                 out.create_on.push(name.to_string());
             }
@@ -409,6 +433,7 @@ pub fn plan(
     if !may_manage || api::meta::is_deleting(ds) {
         out.create_on.clear();
         out.delete.clear();
+        out.notes.clear();
     }
     let mut status = json!({
         "currentNumberScheduled": current,

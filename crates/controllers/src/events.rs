@@ -103,6 +103,76 @@ pub fn scaling_message(rs_name: &str, old: i64, new: i64) -> Option<String> {
     ))
 }
 
+/// An event a pure planner asks for: the I/O side records it about the object the plan
+/// is for, once the decision it explains has been acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// [`NORMAL`] or [`WARNING`].
+    pub type_: &'static str,
+    /// The machine-readable reason (`SuccessfulCreate`, `BackoffLimitExceeded`, ...).
+    pub reason: &'static str,
+    /// What `kubectl describe` shows.
+    pub message: String,
+}
+
+impl Note {
+    /// A `Normal` event: an expected decision.
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Note {
+        Note {
+            type_: NORMAL,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A `Warning` event: something failed or needs attention.
+    pub fn warning(reason: &'static str, message: impl Into<String>) -> Note {
+        Note {
+            type_: WARNING,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// `RealPodControl`'s event for a pod a controller created ("Created pod: web-x").
+pub fn pod_created(pod_name: &str) -> Note {
+    Note::normal("SuccessfulCreate", format!("Created pod: {pod_name}"))
+}
+
+/// `RealPodControl`'s event for a pod creation the API refused.
+pub fn pod_create_failed(error: &dyn std::fmt::Display) -> Note {
+    Note::warning("FailedCreate", format!("Error creating: {error}"))
+}
+
+/// `RealPodControl`'s event for a pod a controller deleted ("Deleted pod: web-x").
+pub fn pod_deleted(pod_name: &str) -> Note {
+    Note::normal("SuccessfulDelete", format!("Deleted pod: {pod_name}"))
+}
+
+/// `RealPodControl`'s event for a pod deletion the API refused.
+pub fn pod_delete_failed(error: &dyn std::fmt::Display) -> Note {
+    Note::warning("FailedDelete", format!("Error deleting: {error}"))
+}
+
+/// `t` as Go's `time.RFC1123Z` in UTC ("Mon, 01 Jan 2024 00:05:00 +0000"), the form
+/// some Kubernetes event messages print times in.
+pub fn rfc1123z(t: Time) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let weekday = t.weekday().to_string();
+    let month = t.month().to_string();
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} +0000",
+        weekday.get(..3).unwrap_or_default(),
+        t.day(),
+        month.get(..3).unwrap_or_default(),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// (namespace, involved uid or kind/name, type, reason, message): what makes two
 /// events "the same" for aggregation.
 type EventId = (String, String, String, String, String);
@@ -183,6 +253,14 @@ impl Recorder {
         {
             Ok(_) => self.remember(id, name, 1),
             Err(e) => tracing::debug!(error = %e, reason, "could not record an event"),
+        }
+    }
+
+    /// Records `notes` about `obj` one after the other, so their timestamps (and
+    /// `kubectl describe`'s order) follow the order of the list.
+    pub async fn record_notes(&self, obj: &Value, notes: &[Note]) {
+        for n in notes {
+            self.record(obj, n.type_, n.reason, &n.message).await;
         }
     }
 
@@ -267,6 +345,32 @@ mod tests {
             Some("Scaled down replica set web-abc from 3 to 1")
         );
         assert_eq!(scaling_message("web-abc", 2, 2), None);
+    }
+
+    #[test]
+    fn pod_control_notes_use_kubernetes_wording() {
+        assert_eq!(
+            pod_created("web-x"),
+            Note::normal("SuccessfulCreate", "Created pod: web-x")
+        );
+        assert_eq!(
+            pod_deleted("web-x"),
+            Note::normal("SuccessfulDelete", "Deleted pod: web-x")
+        );
+        let e = pod_create_failed(&"quota exceeded");
+        assert_eq!((e.type_, e.reason), (WARNING, "FailedCreate"));
+        assert_eq!(e.message, "Error creating: quota exceeded");
+        let e = pod_delete_failed(&"forbidden");
+        assert_eq!((e.type_, e.reason), (WARNING, "FailedDelete"));
+        assert_eq!(e.message, "Error deleting: forbidden");
+    }
+
+    #[test]
+    fn rfc1123z_matches_go() {
+        let t = util::parse_time(&json!("2024-01-01T00:05:09Z")).unwrap();
+        assert_eq!(rfc1123z(t), "Mon, 01 Jan 2024 00:05:09 +0000");
+        let t = util::parse_time(&json!("2023-09-30T23:59:00Z")).unwrap();
+        assert_eq!(rfc1123z(t), "Sat, 30 Sep 2023 23:59:00 +0000");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (backoffLimit, activeDeadlineSeconds) or completed, the status to write and when a
 //! finished Job's TTL expires.
 
+use crate::events::Note;
 use crate::util::{self, Time, int, is_pod_active, is_pod_ready, phase};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -35,6 +36,10 @@ pub struct JobPlan {
     pub delete_job: bool,
     /// When to sync again (back-off end, deadline, TTL).
     pub requeue_after: Option<Duration>,
+    /// Events about the Job to record once [`JobPlan::status`] is written (`Completed`,
+    /// `BackoffLimitExceeded`, `DeadlineExceeded`, `Suspended`, `Resumed`); pod
+    /// creations and deletions are recorded by whoever makes them.
+    pub notes: Vec<Note>,
 }
 
 fn condition<'a>(job: &'a Value, t: &str) -> Option<&'a Value> {
@@ -297,7 +302,7 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], may_manage: bool, now: Time) -> Jo
     } else {
         0
     };
-    let mut failure: Option<(&str, String)> = None;
+    let mut failure: Option<(&'static str, String)> = None;
     if failed + restarts > backoff_limit {
         failure = Some((
             "BackoffLimitExceeded",
@@ -329,6 +334,8 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], may_manage: bool, now: Time) -> Jo
     let mut create: Vec<Value> = Vec::new();
     if let Some((reason, message)) = &failure {
         conditions.push(finish_condition("Failed", reason, message, now));
+        // Kubernetes' event repeats the Failed condition's reason and message.
+        out.notes.push(Note::warning(reason, message.clone()));
         delete = active.iter().map(|p| (*p).clone()).collect();
     } else if complete {
         conditions.push(finish_condition(
@@ -337,6 +344,13 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], may_manage: bool, now: Time) -> Jo
             "Reached expected number of succeeded pods",
             now,
         ));
+        if want_completions.is_some_and(|c| succeeded > c) {
+            out.notes.push(Note::warning(
+                "TooManySucceededPods",
+                "Too many succeeded pods running after completion count reached",
+            ));
+        }
+        out.notes.push(Note::normal("Completed", "Job completed"));
         completion_time = json!(util::format_time(now));
         delete = active.iter().map(|p| (*p).clone()).collect();
     } else if suspended {
@@ -430,6 +444,7 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], may_manage: bool, now: Time) -> Jo
             "Job suspended",
             now,
         ));
+        out.notes.push(Note::normal("Suspended", "Job suspended"));
     } else if !suspended && condition(job, "Suspended").is_some() {
         for c in conditions.iter_mut().filter(|c| c["type"] == "Suspended") {
             c["status"] = json!("False");
@@ -437,6 +452,7 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], may_manage: bool, now: Time) -> Jo
             c["message"] = json!("Job resumed");
             c["lastTransitionTime"] = json!(util::format_time(now));
         }
+        out.notes.push(Note::normal("Resumed", "Job resumed"));
     }
     let mut status = json!({
         "active": still_active,

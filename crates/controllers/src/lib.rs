@@ -70,16 +70,20 @@ pub enum Error {
 /// Runs every controller of this crate until the future is dropped. Controllers are API
 /// clients only.
 pub async fn run(client: client::Client, options: Options) {
+    // One watch and one cache per resource for all of them (pods are watched once, not
+    // by every controller that looks at pods).
+    let informers = std::sync::Arc::new(client::Informers::new(client.clone()));
+    let (c, o, i) = (&client, &options, &informers);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(runtime::run(client.clone(), options.clone()));
-    tasks.spawn(node_lifecycle::run(client.clone(), options.clone()));
-    tasks.spawn(node_ipam::run(client.clone(), options.clone()));
-    tasks.spawn(hpa::run(client.clone(), options.clone()));
-    tasks.spawn(endpoints::run(client.clone(), options.clone()));
-    tasks.spawn(workloads::run_daemonsets(client.clone(), options.clone()));
-    tasks.spawn(workloads::run_jobs(client.clone(), options.clone()));
-    tasks.spawn(workloads::run_cronjobs(client.clone(), options.clone()));
-    tasks.spawn(workloads::run_statefulsets(client.clone(), options.clone()));
+    tasks.spawn(runtime::run(c.clone(), o.clone(), i.clone()));
+    tasks.spawn(node_lifecycle::run(c.clone(), o.clone(), i.clone()));
+    tasks.spawn(node_ipam::run(c.clone(), o.clone()));
+    tasks.spawn(hpa::run(c.clone(), o.clone()));
+    tasks.spawn(endpoints::run(c.clone(), o.clone(), i.clone()));
+    tasks.spawn(workloads::run_daemonsets(c.clone(), o.clone(), i.clone()));
+    tasks.spawn(workloads::run_jobs(c.clone(), o.clone(), i.clone()));
+    tasks.spawn(workloads::run_cronjobs(c.clone(), o.clone(), i.clone()));
+    tasks.spawn(workloads::run_statefulsets(c.clone(), o.clone(), i.clone()));
     // The JoinSet aborts every controller when this future is dropped.
     while tasks.join_next().await.is_some() {}
 }

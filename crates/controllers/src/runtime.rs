@@ -8,10 +8,10 @@ use crate::replicaset::{self, ReplicaKind};
 use crate::util::{self, controller_ref};
 use crate::{Error, Options};
 use client::{
-    Client, DeleteParams, Event, ListParams, ObjectKey, Patch, PatchParams, PostParams, Resource,
-    Store, WorkQueue,
+    Client, DeleteParams, Event, Informers, ObjectKey, Patch, PatchParams, PostParams, Resource,
+    SharedEvents, Store, WorkQueue,
 };
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-const NS_INDEX: &str = "namespace";
-const OWNER_INDEX: &str = "controller-uid";
+use client::informer::{CONTROLLER_INDEX as OWNER_INDEX, NAMESPACE_INDEX as NS_INDEX};
 
 /// `v1` replication controllers (not among the client's built-ins).
 fn rc_resource() -> Resource {
@@ -89,27 +88,8 @@ impl Ctx {
     }
 }
 
-fn indexed(
-    client: &Client,
-    resource: Resource,
-) -> (
-    Store,
-    impl Stream<Item = Result<Event, client::Error>> + Send + 'static,
-) {
-    let (store, mut writer) = client::store();
-    writer.add_index(NS_INDEX, |o| {
-        api::meta::namespace(o)
-            .map(|n| vec![n.to_string()])
-            .unwrap_or_default()
-    });
-    writer.add_index(OWNER_INDEX, |o| {
-        controller_ref(o)
-            .and_then(|r| r["uid"].as_str())
-            .map(|u| vec![u.to_string()])
-            .unwrap_or_default()
-    });
-    let events = client::watcher(client.clone(), resource, None, ListParams::default());
-    (store, client::reflect(writer, events))
+fn indexed(informers: &Informers, resource: Resource) -> (Store, SharedEvents) {
+    informers.informer(&resource, None)
 }
 
 fn key_of(o: &Value) -> Option<ObjectKey> {
@@ -117,11 +97,11 @@ fn key_of(o: &Value) -> Option<ObjectKey> {
 }
 
 /// Runs the ReplicaSet, ReplicationController and Deployment controllers.
-pub async fn run(client: Client, options: Options) {
-    let (pods, pod_events) = indexed(&client, Resource::PODS);
-    let (rss, rs_events) = indexed(&client, Resource::REPLICASETS);
-    let (rcs, rc_events) = indexed(&client, rc_resource());
-    let (deploys, d_events) = indexed(&client, Resource::DEPLOYMENTS);
+pub async fn run(client: Client, options: Options, informers: Arc<Informers>) {
+    let (pods, pod_events) = indexed(&informers, Resource::PODS);
+    let (rss, rs_events) = indexed(&informers, Resource::REPLICASETS);
+    let (rcs, rc_events) = indexed(&informers, rc_resource());
+    let (deploys, d_events) = indexed(&informers, Resource::DEPLOYMENTS);
     let ctx = Arc::new(Ctx {
         // Kubernetes' component names, as `kubectl describe` shows them under "From".
         rs_recorder: Recorder::new(client.clone(), "replicaset-controller"),
@@ -187,16 +167,14 @@ pub async fn run(client: Client, options: Options) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn drive<S>(events: S, ctx: Arc<Ctx>, handle: impl Fn(&Ctx, &Event) + Send + 'static)
-where
-    S: Stream<Item = Result<Event, client::Error>> + Send + 'static,
-{
-    let mut events = std::pin::pin!(events);
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(e) => handle(&ctx, &e),
-            Err(e) => tracing::debug!(error = %e, "watch failed; the watcher retries"),
-        }
+async fn drive(
+    events: SharedEvents,
+    ctx: Arc<Ctx>,
+    handle: impl Fn(&Ctx, &Event) + Send + 'static,
+) {
+    let mut events = events;
+    while let Some(e) = events.next().await {
+        handle(&ctx, &e);
     }
 }
 

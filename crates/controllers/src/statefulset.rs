@@ -5,6 +5,7 @@
 //! ordinal down to the partition. Templates are kept in ControllerRevisions named
 //! `<set>-<hash>`; pods carry the revision in `controller-revision-hash`.
 
+use crate::events::Note;
 use crate::util::{self, Time, controller_ref, int, is_pod_available, is_pod_ready, phase};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -37,6 +38,51 @@ pub struct SetPlan {
     pub status: Value,
     /// When to sync again (a pod waiting out minReadySeconds).
     pub requeue_after: Option<Duration>,
+    /// Events about the set to record before the deletions (`RecreatingFailedPod`,
+    /// `RecreatingTerminatedPod`); pod and claim creations and deletions are recorded
+    /// by whoever makes them ([`pod_note`], [`claim_note`]).
+    pub notes: Vec<Note>,
+}
+
+/// The StatefulSet controller's event for `verb` (`create`, `delete`) applied to pod
+/// `pod` of `set` (`recordPodEvent`): `SuccessfulCreate` "create Pod web-0 in
+/// StatefulSet web successful", or `FailedCreate` with the error.
+pub fn pod_note(verb: &str, set: &str, pod: &str, error: Option<&dyn std::fmt::Display>) -> Note {
+    let (ok, failed) = match verb {
+        "create" => ("SuccessfulCreate", "FailedCreate"),
+        "delete" => ("SuccessfulDelete", "FailedDelete"),
+        _ => ("SuccessfulUpdate", "FailedUpdate"),
+    };
+    match error {
+        None => Note::normal(
+            ok,
+            format!("{verb} Pod {pod} in StatefulSet {set} successful"),
+        ),
+        Some(e) => Note::warning(
+            failed,
+            format!("{verb} Pod {pod} in StatefulSet {set} failed error: {e}"),
+        ),
+    }
+}
+
+/// The StatefulSet controller's event for a claim created for a pod
+/// (`recordClaimEvent`): "create Claim data-web-0 Pod web-0 in StatefulSet web success".
+pub fn claim_note(
+    set: &str,
+    pod: &str,
+    claim: &str,
+    error: Option<&dyn std::fmt::Display>,
+) -> Note {
+    match error {
+        None => Note::normal(
+            "SuccessfulCreate",
+            format!("create Claim {claim} Pod {pod} in StatefulSet {set} success"),
+        ),
+        Some(e) => Note::warning(
+            "FailedCreate",
+            format!("create Claim {claim} for Pod {pod} in StatefulSet {set} failed error: {e}"),
+        ),
+    }
 }
 
 /// The ordinal of a pod of `set` named `<set>-<ordinal>`.
@@ -267,6 +313,7 @@ pub fn plan(set: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], now: Tim
                 // A failed or finished pod is deleted, then made again.
                 Some(p) if matches!(phase(p), "Failed" | "Succeeded") => {
                     if !api::meta::is_deleting(p) {
+                        out.notes.push(recreating_note(set, p));
                         out.delete.push((*p).clone());
                     }
                     if monotonic {
@@ -343,6 +390,24 @@ pub fn plan(set: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], now: Tim
     }
     out.status = status;
     out
+}
+
+/// `RecreatingFailedPod` (Warning) for a failed pod, `RecreatingTerminatedPod` (Normal)
+/// for a succeeded one, as Kubernetes up to 1.30 recorded them.
+fn recreating_note(set: &Value, pod: &Value) -> Note {
+    let ns = api::meta::namespace(set).unwrap_or_default();
+    let (set, pod_name) = (util::name(set), util::name(pod));
+    if phase(pod) == "Failed" {
+        Note::warning(
+            "RecreatingFailedPod",
+            format!("StatefulSet {ns}/{set} is recreating failed Pod {pod_name}"),
+        )
+    } else {
+        Note::normal(
+            "RecreatingTerminatedPod",
+            format!("StatefulSet {ns}/{set} is recreating terminated Pod {pod_name}"),
+        )
+    }
 }
 
 fn wait_available(p: &Value, min_ready: i64, now: Time) -> Duration {

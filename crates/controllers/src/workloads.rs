@@ -3,14 +3,15 @@
 //! that enqueue the owner's `namespace/name`, workers that run the pure planner and
 //! apply its writes).
 
+use crate::events::{self, Note, Recorder};
 use crate::expectations::Expectations;
 use crate::util::{self, controller_ref};
 use crate::{Error, Options, cronjob, daemonset, job, statefulset};
 use client::{
-    Client, DeleteParams, Event, ListParams, ObjectKey, PostParams, PropagationPolicy, Resource,
-    Store, WorkQueue,
+    Client, DeleteParams, Event, Informers, ObjectKey, PostParams, PropagationPolicy, Resource,
+    SharedEvents, Store, WorkQueue,
 };
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-const OWNER_INDEX: &str = "controller-uid";
+use client::informer::CONTROLLER_INDEX as OWNER_INDEX;
 
 fn now() -> util::Time {
     time::OffsetDateTime::now_utc()
@@ -35,6 +36,8 @@ struct Ctx {
     nodes: Option<Store>,
     queue: WorkQueue<ObjectKey>,
     exp: Mutex<Expectations>,
+    /// Writes the controller's Events (`source.component` as in Kubernetes).
+    recorder: Recorder,
 }
 
 impl Ctx {
@@ -68,45 +71,37 @@ struct Spec {
     watch_nodes: bool,
 }
 
-fn watched(
-    client: &Client,
-    resource: Resource,
-) -> (
-    Store,
-    impl Stream<Item = Result<Event, client::Error>> + Send + 'static,
-) {
-    let (store, mut writer) = client::store();
-    writer.add_index(OWNER_INDEX, |o| {
-        controller_ref(o)
-            .and_then(|r| r["uid"].as_str())
-            .map(|u| vec![u.to_string()])
-            .unwrap_or_default()
-    });
-    let events = client::watcher(client.clone(), resource, None, ListParams::default());
-    (store, client::reflect(writer, events))
+fn watched(informers: &Informers, resource: Resource) -> (Store, SharedEvents) {
+    informers.informer(&resource, None)
 }
 
-async fn run_loop<F, Fut>(client: Client, options: Options, spec: Spec, sync: F)
-where
+async fn run_loop<F, Fut>(
+    client: Client,
+    options: Options,
+    informers: Arc<Informers>,
+    spec: Spec,
+    sync: F,
+) where
     F: Fn(Arc<Ctx>, ObjectKey) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Result<Option<Duration>, Error>> + Send,
 {
     let mut tasks = JoinSet::new();
-    let (owners, owner_events) = watched(&client, spec.owner.clone());
+    let (owners, owner_events) = watched(&informers, spec.owner.clone());
     let mut deps = HashMap::new();
     let mut dep_events = Vec::new();
     for r in &spec.deps {
-        let (s, ev) = watched(&client, r.clone());
+        let (s, ev) = watched(&informers, r.clone());
         deps.insert(plural_of(r), s);
         dep_events.push((kind_of(&spec.owner), ev));
     }
     let (nodes, node_events) = if spec.watch_nodes {
-        let (s, ev) = watched(&client, Resource::NODES);
+        let (s, ev) = watched(&informers, Resource::NODES);
         (Some(s), Some(ev))
     } else {
         (None, None)
     };
     let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(client.clone(), component_of(&spec.owner)),
         client,
         owners,
         deps,
@@ -199,6 +194,17 @@ fn plural_of(r: &Resource) -> &'static str {
     }
 }
 
+/// The `source.component` of the controller of `r`'s objects, as Kubernetes names it.
+fn component_of(r: &Resource) -> &'static str {
+    match &*r.kind {
+        "DaemonSet" => "daemonset-controller",
+        "Job" => "job-controller",
+        "CronJob" => "cronjob-controller",
+        "StatefulSet" => "statefulset-controller",
+        _ => "workload-controller",
+    }
+}
+
 fn kind_of(r: &Resource) -> &'static str {
     match &*r.kind {
         "DaemonSet" => "DaemonSet",
@@ -209,16 +215,14 @@ fn kind_of(r: &Resource) -> &'static str {
     }
 }
 
-async fn drive<S>(events: S, ctx: Arc<Ctx>, handle: impl Fn(&Ctx, &Event) + Send + 'static)
-where
-    S: Stream<Item = Result<Event, client::Error>> + Send + 'static,
-{
-    let mut events = std::pin::pin!(events);
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(e) => handle(&ctx, &e),
-            Err(e) => tracing::debug!(error = %e, "watch failed; the watcher retries"),
-        }
+async fn drive(
+    events: SharedEvents,
+    ctx: Arc<Ctx>,
+    handle: impl Fn(&Ctx, &Event) + Send + 'static,
+) {
+    let mut events = events;
+    while let Some(e) = events.next().await {
+        handle(&ctx, &e);
     }
 }
 
@@ -234,12 +238,14 @@ fn may_manage(ctx: &Ctx, key: &ObjectKey, pods: &[Arc<Value>]) -> bool {
     )
 }
 
-/// Creates pods, recording the names as expected; returns the first error.
+/// Creates pods, recording the names as expected. Returns the events Kubernetes'
+/// `RealPodControl` records for them (`SuccessfulCreate` "Created pod: NAME",
+/// `FailedCreate` with the error) and the first error.
 async fn create_pods(
     ctx: &Ctx,
     key: &ObjectKey,
     pods: &[Value],
-) -> Result<Vec<Value>, client::Error> {
+) -> (Vec<Note>, Result<(), client::Error>) {
     let ns = key.ns();
     let pp = PostParams::default();
     let results = futures::future::join_all(
@@ -248,35 +254,37 @@ async fn create_pods(
     )
     .await;
     let mut created = Vec::new();
+    let mut notes = Vec::new();
     let mut err = None;
     for r in results {
         match r {
-            Ok(p) => created.push(p),
+            Ok(p) => {
+                notes.push(events::pod_created(util::name(&p)));
+                created.push(util::name(&p).to_string());
+            }
             Err(e) if e.is_already_exists() => {}
-            Err(e) => err = Some(e),
+            Err(e) => {
+                notes.push(events::pod_create_failed(&e));
+                err = Some(e);
+            }
         }
     }
-    ctx.exp().expect_creations(
-        key,
-        created.iter().map(|p| util::name(p).to_string()),
-        Instant::now(),
-    );
-    match err {
-        Some(e) => Err(e),
-        None => Ok(created),
-    }
+    ctx.exp().expect_creations(key, created, Instant::now());
+    (notes, err.map_or(Ok(()), Err))
 }
 
 /// Deletes objects by name with a UID precondition (records pod deletions as expected).
-async fn delete_all(
+/// Each object's outcome, in order: Ok(true) deleted, Ok(false) already gone or
+/// replaced by another object of that name, Err the API refused.
+async fn delete_each(
     ctx: &Ctx,
     key: &ObjectKey,
     r: &Resource,
     objs: &[Arc<Value>],
     policy: Option<PropagationPolicy>,
-) -> Result<(), client::Error> {
+) -> Vec<Result<bool, client::Error>> {
     if objs.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
     if *r == Resource::PODS {
         ctx.exp().expect_deletions(
@@ -297,15 +305,66 @@ async fn delete_all(
         async move { c.delete(r, ns.as_deref(), &name, &dp).await }
     }))
     .await;
-    for res in results {
-        if let Err(e) = res
-            && !e.is_not_found()
-            && !e.is_conflict()
-        {
-            return Err(e);
+    results
+        .into_iter()
+        .map(|res| match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
+        })
+        .collect()
+}
+
+/// Deletes objects like [`delete_each`]; returns the first error.
+async fn delete_all(
+    ctx: &Ctx,
+    key: &ObjectKey,
+    r: &Resource,
+    objs: &[Arc<Value>],
+    policy: Option<PropagationPolicy>,
+) -> Result<(), client::Error> {
+    let results = delete_each(ctx, key, r, objs, policy).await;
+    results
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+/// The events for deletions of `objs` whose outcomes are `results` (see
+/// [`delete_each`]), worded by `done` and `failed`, and the first error.
+fn deletion_notes(
+    objs: &[Arc<Value>],
+    results: Vec<Result<bool, client::Error>>,
+    done: impl Fn(&Value) -> Note,
+    failed: impl Fn(&Value, &client::Error) -> Note,
+) -> (Vec<Note>, Result<(), client::Error>) {
+    let mut notes = Vec::new();
+    let mut err = None;
+    for (o, r) in objs.iter().zip(results) {
+        match r {
+            Ok(true) => notes.push(done(o)),
+            Ok(false) => {}
+            Err(e) => {
+                notes.push(failed(o, &e));
+                err.get_or_insert(e);
+            }
         }
     }
-    Ok(())
+    (notes, err.map_or(Ok(()), Err))
+}
+
+fn pod_deleted(p: &Value) -> Note {
+    events::pod_deleted(util::name(p))
+}
+
+fn pod_not_deleted(_: &Value, e: &client::Error) -> Note {
+    events::pod_delete_failed(e)
+}
+
+/// `obj` (from a cache, perhaps without `apiVersion` and `kind`) typed as `r`, as an
+/// event's `involvedObject` needs it.
+fn typed(r: &Resource, obj: &Value) -> Value {
+    events::typed(obj, &r.api_version(), &r.kind)
 }
 
 /// Writes `status` through the status subresource, re-reading once on a conflict.
@@ -337,13 +396,13 @@ async fn write_status(ctx: &Ctx, r: &Resource, obj: &Value, status: Value) -> Re
 }
 
 /// Runs the DaemonSet controller until dropped.
-pub async fn run_daemonsets(client: Client, options: Options) {
+pub async fn run_daemonsets(client: Client, options: Options, informers: Arc<Informers>) {
     let spec = Spec {
         owner: Resource::DAEMONSETS,
         deps: vec![Resource::PODS],
         watch_nodes: true,
     };
-    run_loop(client, options, spec, sync_daemonset).await
+    run_loop(client, options, informers, spec, sync_daemonset).await
 }
 
 async fn sync_daemonset(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>, Error> {
@@ -360,8 +419,14 @@ async fn sync_daemonset(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration
         .iter()
         .map(|n| daemonset::pod_for_node(&ds, n))
         .collect();
-    let created = create_pods(&ctx, &key, &new).await;
-    let deleted = delete_all(&ctx, &key, &Resource::PODS, &plan.delete, None).await;
+    let owner = typed(&Resource::DAEMONSETS, &ds);
+    // FailedDaemonPod / SucceededDaemonPod: what was found, before it is deleted.
+    ctx.recorder.record_notes(&owner, &plan.notes).await;
+    let (mut notes, created) = create_pods(&ctx, &key, &new).await;
+    let results = delete_each(&ctx, &key, &Resource::PODS, &plan.delete, None).await;
+    let (deletions, deleted) = deletion_notes(&plan.delete, results, pod_deleted, pod_not_deleted);
+    notes.extend(deletions);
+    ctx.recorder.record_notes(&owner, &notes).await;
     if crate::replicaset::status_differs(&ds, &plan.status) {
         write_status(&ctx, &Resource::DAEMONSETS, &ds, plan.status).await?;
     }
@@ -371,13 +436,13 @@ async fn sync_daemonset(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration
 }
 
 /// Runs the Job controller until dropped.
-pub async fn run_jobs(client: Client, options: Options) {
+pub async fn run_jobs(client: Client, options: Options, informers: Arc<Informers>) {
     let spec = Spec {
         owner: Resource::JOBS,
         deps: vec![Resource::PODS],
         watch_nodes: false,
     };
-    run_loop(client, options, spec, sync_job).await
+    run_loop(client, options, informers, spec, sync_job).await
 }
 
 async fn sync_job(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>, Error> {
@@ -400,40 +465,60 @@ async fn sync_job(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>, Err
         .await?;
         return Ok(None);
     }
+    let owner = typed(&Resource::JOBS, &j);
     // The status goes first: a Job seen Complete or Failed never starts pods again.
     if let Some(s) = plan.status {
         write_status(&ctx, &Resource::JOBS, &j, s).await?;
+        // Completed, BackoffLimitExceeded, ...: true once the status says so.
+        ctx.recorder.record_notes(&owner, &plan.notes).await;
     }
-    let created = create_pods(&ctx, &key, &plan.create).await;
-    delete_all(&ctx, &key, &Resource::PODS, &plan.delete, None).await?;
+    let (mut notes, created) = create_pods(&ctx, &key, &plan.create).await;
+    let results = delete_each(&ctx, &key, &Resource::PODS, &plan.delete, None).await;
+    let (deletions, deleted) = deletion_notes(&plan.delete, results, pod_deleted, pod_not_deleted);
+    notes.extend(deletions);
+    ctx.recorder.record_notes(&owner, &notes).await;
+    deleted?;
     created?;
     Ok(plan.requeue_after)
 }
 
 /// Runs the CronJob controller until dropped.
-pub async fn run_cronjobs(client: Client, options: Options) {
+pub async fn run_cronjobs(client: Client, options: Options, informers: Arc<Informers>) {
     let spec = Spec {
         owner: Resource::CRONJOBS,
         deps: vec![Resource::JOBS],
         watch_nodes: false,
     };
-    run_loop(client, options, spec, sync_cronjob).await
+    run_loop(client, options, informers, spec, sync_cronjob).await
 }
 
 async fn sync_cronjob(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>, Error> {
     let Some(cj) = ctx.owners.get(&key) else {
         return Ok(None);
     };
+    let owner = typed(&Resource::CRONJOBS, &cj);
     let jobs = ctx.owned("jobs", util::uid(&cj));
     let plan = cronjob::plan(&cj, &jobs, now());
-    delete_all(
+    // Writes that happened, recorded whatever comes after them.
+    let results = delete_each(
         &ctx,
         &key,
         &Resource::JOBS,
         &plan.delete,
         Some(PropagationPolicy::Background),
     )
-    .await?;
+    .await;
+    let (mut done, deleted) = deletion_notes(
+        &plan.delete,
+        results,
+        |j| Note::normal("SuccessfulDelete", format!("Deleted job {}", util::name(j))),
+        // Kubernetes' wording, odd as it is.
+        |_, e| Note::warning("FailedDelete", format!("Deleted job: {e}")),
+    );
+    if let Err(e) = deleted {
+        ctx.recorder.record_notes(&owner, &done).await;
+        return Err(e.into());
+    }
     let mut status = plan.status;
     if let Some(new) = &plan.create {
         let made = match ctx
@@ -441,7 +526,11 @@ async fn sync_cronjob(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>,
             .create(&Resource::JOBS, key.ns(), new, &PostParams::default())
             .await
         {
-            Ok(j) => Some(j),
+            Ok(j) => {
+                let msg = format!("Created job {}", util::name(&j));
+                done.push(Note::normal("SuccessfulCreate", msg));
+                Some(j)
+            }
             // Already made for this schedule time (a retried sync): record it if ours.
             Err(e) if e.is_already_exists() => {
                 let existing = ctx
@@ -451,26 +540,106 @@ async fn sync_cronjob(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>,
                 (controller_ref(&existing).and_then(|r| r["uid"].as_str()) == Some(util::uid(&cj)))
                     .then_some(existing)
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                done.push(Note::warning(
+                    "FailedCreate",
+                    format!("Error creating job: {e}"),
+                ));
+                ctx.recorder.record_notes(&owner, &done).await;
+                return Err(e.into());
+            }
         };
         if let Some(j) = made {
             cronjob::record_active(&mut status, &j);
         }
     }
-    if crate::replicaset::status_differs(&cj, &status) {
-        write_status(&ctx, &Resource::CRONJOBS, &cj, status).await?;
+    // Listed Jobs the cache lacks: still listed if the API has them (the cache lags),
+    // MissingJob if not. A Replace run stops whatever was listed anyway.
+    let replacing = plan.create.is_some() && cj["spec"]["concurrencyPolicy"] == "Replace";
+    let mut observed = Vec::new();
+    for r in &plan.missing {
+        let name = r["name"].as_str().unwrap_or_default();
+        match ctx.client.get(&Resource::JOBS, key.ns(), name).await {
+            Ok(j) if util::uid(&j) == r["uid"].as_str().unwrap_or_default() => {
+                if !replacing {
+                    cronjob::record_active(&mut status, &j);
+                }
+            }
+            Ok(_) => observed.push(missing_job(name)),
+            Err(e) if e.is_not_found() => observed.push(missing_job(name)),
+            Err(e) => {
+                ctx.recorder.record_notes(&owner, &done).await;
+                return Err(e.into());
+            }
+        }
     }
+    let unexpected = unexpected_jobs(&ctx, &cj, &plan.unexpected).await;
+    if crate::replicaset::status_differs(&cj, &status)
+        && let Err(e) = write_status(&ctx, &Resource::CRONJOBS, &cj, status).await
+    {
+        ctx.recorder.record_notes(&owner, &done).await;
+        return Err(e);
+    }
+    // The status now says what these events tell (SawCompletedJob, MissingJob).
+    let mut notes = unexpected;
+    notes.extend(plan.notes);
+    notes.extend(observed);
+    notes.extend(done);
+    ctx.recorder.record_notes(&owner, &notes).await;
     Ok(plan.requeue_after)
 }
 
+fn missing_job(name: &str) -> Note {
+    Note::normal("MissingJob", format!("Active job went missing: {name}"))
+}
+
+/// `UnexpectedJob` for each of `names` (unfinished Jobs of ours that the cached
+/// CronJob's `status.active` does not list) that the CronJob as the API has it does not
+/// list either: the cache may just not show our own status write yet.
+async fn unexpected_jobs(ctx: &Ctx, cj: &Value, names: &[String]) -> Vec<Note> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let fresh = match ctx
+        .client
+        .get(
+            &Resource::CRONJOBS,
+            api::meta::namespace(cj),
+            util::name(cj),
+        )
+        .await
+    {
+        Ok(o) if util::uid(&o) == util::uid(cj) => o,
+        Ok(_) => return Vec::new(),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not re-read a CronJob; no UnexpectedJob events");
+            return Vec::new();
+        }
+    };
+    let listed = fresh["status"]["active"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    names
+        .iter()
+        .filter(|n| !listed.iter().any(|r| r["name"] == n.as_str()))
+        .map(|n| {
+            Note::warning(
+                "UnexpectedJob",
+                format!("Saw a job that the controller did not create or forgot: {n}"),
+            )
+        })
+        .collect()
+}
+
 /// Runs the StatefulSet controller until dropped.
-pub async fn run_statefulsets(client: Client, options: Options) {
+pub async fn run_statefulsets(client: Client, options: Options, informers: Arc<Informers>) {
     let spec = Spec {
         owner: Resource::STATEFULSETS,
         deps: vec![Resource::PODS, Resource::CONTROLLERREVISIONS],
         watch_nodes: false,
     };
-    run_loop(client, options, spec, sync_statefulset).await
+    run_loop(client, options, informers, spec, sync_statefulset).await
 }
 
 async fn sync_statefulset(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duration>, Error> {
@@ -493,25 +662,62 @@ async fn sync_statefulset(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Durati
             Err(e) => return Err(e.into()),
         }
     }
-    for claim in &plan.create_claims {
-        match ctx
-            .client
-            .create(&Resource::PERSISTENTVOLUMECLAIMS, key.ns(), claim, &pp)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let owner = typed(&Resource::STATEFULSETS, &sts);
+    let set = util::name(&sts);
+    // Each pod after its claims (`CreateStatefulPod`), each event once its write is done.
     for p in &plan.create {
+        let pod = util::name(p);
+        let suffix = format!("-{pod}");
+        let claims = plan
+            .create_claims
+            .iter()
+            .filter(|c| util::name(c).ends_with(&suffix));
+        for claim in claims {
+            let claim_name = util::name(claim);
+            match ctx
+                .client
+                .create(&Resource::PERSISTENTVOLUMECLAIMS, key.ns(), claim, &pp)
+                .await
+            {
+                Ok(_) => {
+                    let n = statefulset::claim_note(set, pod, claim_name, None);
+                    ctx.recorder.record_notes(&owner, &[n]).await;
+                }
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => {
+                    let notes = [
+                        statefulset::claim_note(set, pod, claim_name, Some(&e)),
+                        statefulset::pod_note("create", set, pod, Some(&e)),
+                    ];
+                    ctx.recorder.record_notes(&owner, &notes).await;
+                    return Err(e.into());
+                }
+            }
+        }
         match ctx.client.create(&Resource::PODS, key.ns(), p, &pp).await {
-            Ok(_) => {}
+            Ok(_) => {
+                let n = statefulset::pod_note("create", set, pod, None);
+                ctx.recorder.record_notes(&owner, &[n]).await;
+            }
             Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let n = statefulset::pod_note("create", set, pod, Some(&e));
+                ctx.recorder.record_notes(&owner, &[n]).await;
+                return Err(e.into());
+            }
         }
     }
-    delete_all(&ctx, &key, &Resource::PODS, &plan.delete, None).await?;
+    // RecreatingFailedPod: why a pod goes, before it does.
+    ctx.recorder.record_notes(&owner, &plan.notes).await;
+    let results = delete_each(&ctx, &key, &Resource::PODS, &plan.delete, None).await;
+    let (notes, deleted) = deletion_notes(
+        &plan.delete,
+        results,
+        |p| statefulset::pod_note("delete", set, util::name(p), None),
+        |p, e| statefulset::pod_note("delete", set, util::name(p), Some(e)),
+    );
+    ctx.recorder.record_notes(&owner, &notes).await;
+    deleted?;
     if crate::replicaset::status_differs(&sts, &plan.status) {
         write_status(&ctx, &Resource::STATEFULSETS, &sts, plan.status).await?;
     }

@@ -83,6 +83,9 @@ fn starting_deadline_skips_runs_that_are_too_late() {
     // 00:05 was due 2.5 min ago: more than 60 s late.
     let p = plan(&c, &[], t("2024-01-01T00:07:30Z"));
     assert!(p.create.is_none());
+    // Silently, as in Kubernetes' CronJob controller v2: a time older than the deadline
+    // is never the "most recent unmet" one, so its MissSchedule branch is not reached.
+    assert!(p.notes.is_empty());
     // Within the deadline it runs.
     assert!(plan(&c, &[], t("2024-01-01T00:05:50Z")).create.is_some());
 }
@@ -108,7 +111,13 @@ fn forbid_waits_for_the_running_job_and_replace_stops_it() {
         now,
     );
     assert!(p.create.is_none());
-    assert!(p.skipped.unwrap().contains("Forbid"));
+    assert_eq!(
+        p.notes,
+        [Note::normal(
+            "JobAlreadyActive",
+            "Not starting job because prior execution is running and concurrency policy is Forbid"
+        )]
+    );
     assert_eq!(p.status["active"][0]["name"], "report-1");
     assert!(
         p.status.get("lastScheduleTime").is_none(),
@@ -197,13 +206,31 @@ fn bad_schedules_and_unknown_time_zones_start_nothing() {
         t("2024-01-01T00:07:30Z"),
     );
     assert!(p.create.is_none());
-    assert!(p.skipped.unwrap().contains("schedule"));
+    assert_eq!(p.notes.len(), 1);
+    assert_eq!(p.notes[0].reason, "UnparseableSchedule");
+    assert!(
+        p.notes[0]
+            .message
+            .starts_with("unparseable schedule: \"61 * * * *\" : "),
+        "{:?}",
+        p.notes
+    );
     let p = plan(
         &cj(json!({"timeZone": "Europe/Paris"})),
         &[],
         t("2024-01-01T00:07:30Z"),
     );
     assert!(p.create.is_none());
+    assert_eq!(p.notes.len(), 1);
+    assert_eq!(
+        (p.notes[0].type_, p.notes[0].reason),
+        (events::WARNING, "UnknownTimeZone")
+    );
+    assert!(
+        p.notes[0]
+            .message
+            .starts_with("invalid timeZone: \"Europe/Paris\": unknown time zone Europe/Paris")
+    );
     assert!(
         plan(
             &cj(json!({"timeZone": "Etc/UTC"})),
@@ -225,4 +252,61 @@ fn jobs_of_other_owners_are_ignored() {
         t("2024-01-01T00:07:30Z"),
     );
     assert!(p.create.is_some());
+}
+
+#[test]
+fn a_job_seen_finished_while_listed_active_is_noted_once() {
+    let mut c = cj(json!({}));
+    c["status"] = json!({"lastScheduleTime": "2024-01-01T00:05:00Z",
+        "active": [{"kind": "Job", "name": "report-a", "uid": "uid-report-a"},
+                   {"kind": "Job", "name": "report-b", "uid": "uid-report-b"}]});
+    let jobs = [
+        job("report-a", Some("Complete"), "2024-01-01T00:05:00Z"),
+        job("report-b", Some("Failed"), "2024-01-01T00:05:00Z"),
+    ];
+    let now = t("2024-01-01T00:07:00Z");
+    let p = plan(&c, &jobs, now);
+    assert_eq!(
+        p.notes,
+        [
+            Note::normal(
+                "SawCompletedJob",
+                "Saw completed job: report-a, condition: Complete"
+            ),
+            Note::normal(
+                "SawCompletedJob",
+                "Saw completed job: report-b, condition: Failed"
+            ),
+        ]
+    );
+    assert!(p.unexpected.is_empty() && p.missing.is_empty());
+    // Once the status no longer lists them, nothing more is said.
+    c["status"] = p.status;
+    assert!(plan(&c, &jobs, now).notes.is_empty());
+}
+
+#[test]
+fn unlisted_running_jobs_and_listed_missing_jobs_are_reported() {
+    let mut c = cj(json!({}));
+    c["status"] = json!({"lastScheduleTime": "2024-01-01T00:05:00Z",
+        "active": [{"kind": "Job", "name": "report-a", "uid": "uid-report-a"},
+                   {"kind": "Job", "name": "gone", "uid": "uid-gone"}]});
+    let jobs = [
+        job("report-a", None, "2024-01-01T00:05:00Z"),
+        job("stray", None, "2024-01-01T00:05:00Z"),
+    ];
+    let p = plan(&c, &jobs, t("2024-01-01T00:07:00Z"));
+    assert_eq!(p.unexpected, ["stray"]);
+    assert_eq!(p.missing.len(), 1);
+    assert_eq!(p.missing[0]["name"], "gone");
+    // The missing one is out of the planned status (the I/O side puts it back if the
+    // API still has it); the stray one is in, as it runs for us.
+    let names: Vec<&str> = p.status["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["report-a", "stray"]);
+    assert!(p.notes.is_empty());
 }

@@ -223,6 +223,36 @@ fn failed_pods_and_duplicates_are_replaced() {
     let mut del = names(&p.delete);
     del.sort();
     assert_eq!(del, ["dup", "f"]);
+    // Kubernetes' event for the failed pod; the duplicate goes without one.
+    assert_eq!(
+        p.notes,
+        [Note::warning(
+            "FailedDaemonPod",
+            "Found failed daemon pod ns/f on node n1, will try to kill it"
+        )]
+    );
+}
+
+#[test]
+fn finished_pods_are_noted_only_when_they_are_deleted() {
+    let d = ds();
+    let mut done = pod("s", &d, "n1", false);
+    done["status"]["phase"] = json!("Succeeded");
+    let pods = arcs(vec![done]);
+    let nodes = arcs(vec![node("n1")]);
+    let p = plan(&d, &nodes, &pods, true, now());
+    assert_eq!(
+        p.notes,
+        [Note::normal(
+            "SucceededDaemonPod",
+            "Found succeeded daemon pod ns/s on node n1, will try to delete it"
+        )]
+    );
+    // Nothing is deleted while earlier writes are unseen: nothing to tell either.
+    assert!(plan(&d, &nodes, &pods, false, now()).notes.is_empty());
+    // Healthy pods make no events.
+    let pods = arcs(vec![pod("ok", &d, "n1", true)]);
+    assert!(plan(&d, &nodes, &pods, true, now()).notes.is_empty());
 }
 
 #[test]

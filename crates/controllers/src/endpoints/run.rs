@@ -6,9 +6,9 @@
 use super::{SERVICE_NAME_LABEL, SLICE_MANAGED_BY_LABEL, SLICE_MANAGER, Write, service_selector};
 use crate::{Error, Options, util};
 use client::{
-    Client, DeleteParams, Event, ListParams, ObjectKey, PostParams, Resource, Store, WorkQueue,
+    Client, DeleteParams, Informers, ObjectKey, PostParams, Resource, SharedEvents, Store,
+    WorkQueue,
 };
-use futures::{Stream, StreamExt};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,23 +41,19 @@ fn slice_service(s: &Value) -> Option<ObjectKey> {
 }
 
 /// Runs the Endpoints and EndpointSlice controller until the future is dropped.
-pub async fn run(client: Client, options: Options) {
-    let watch = |r: Resource| client::watcher(client.clone(), r, None, ListParams::default());
-    let (services, mut w) = client::store();
-    w.add_index(NS_INDEX, ns_index);
-    let svc_events = client::reflect(w, watch(Resource::SERVICES));
-    let (pods, mut w) = client::store();
-    w.add_index(NS_INDEX, ns_index);
-    let pod_events = client::reflect(w, watch(Resource::PODS));
-    let (endpoints, w) = client::store();
-    let ep_events = client::reflect(w, watch(Resource::ENDPOINTS));
-    let (slices, mut w) = client::store();
-    w.add_index(SERVICE_INDEX, |s| {
+pub async fn run(client: Client, options: Options, informers: Arc<Informers>) {
+    let (services, svc_events) = informers.informer(&Resource::SERVICES, None);
+    services.add_index(NS_INDEX, ns_index);
+    let (pods, pod_events) = informers.informer(&Resource::PODS, None);
+    pods.add_index(NS_INDEX, ns_index);
+    let (endpoints, ep_events) = informers.informer(&Resource::ENDPOINTS, None);
+    let (slices, slice_events) = informers.informer(&Resource::ENDPOINTSLICES, None);
+    slices.add_index(SERVICE_INDEX, |s| {
         slice_service(s)
             .map(|k| vec![k.to_string()])
             .unwrap_or_default()
     });
-    w.add_index(POD_INDEX, |s| {
+    slices.add_index(POD_INDEX, |s| {
         s["endpoints"]
             .as_array()
             .into_iter()
@@ -65,7 +61,6 @@ pub async fn run(client: Client, options: Options) {
             .filter_map(|e| e["targetRef"]["uid"].as_str().map(str::to_string))
             .collect()
     });
-    let slice_events = client::reflect(w, watch(Resource::ENDPOINTSLICES));
     let ctx = Arc::new(Ctx {
         client,
         services,
@@ -128,18 +123,12 @@ pub async fn run(client: Client, options: Options) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn drive<S>(events: S, ctx: Arc<Ctx>, handle: impl Fn(&Ctx, &Value) + Send + 'static)
-where
-    S: Stream<Item = Result<Event, client::Error>> + Send + 'static,
-{
-    let mut events = std::pin::pin!(events);
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(Event::Restarted(list)) => list.iter().for_each(|o| handle(&ctx, o)),
-            Ok(Event::Applied(o) | Event::Deleted(o)) => handle(&ctx, &o),
-            Err(e) => tracing::debug!(error = %e, "watch failed; the watcher retries"),
-        }
-    }
+async fn drive(
+    events: SharedEvents,
+    ctx: Arc<Ctx>,
+    handle: impl Fn(&Ctx, &Value) + Send + 'static,
+) {
+    client::informer::for_each_object(events, |o| handle(&ctx, o)).await;
 }
 
 /// A pod changed: every Service selecting it now, and every Service whose slices point

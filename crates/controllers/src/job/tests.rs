@@ -305,3 +305,83 @@ fn unsatisfied_expectations_block_pod_writes() {
     );
     assert!(p.create.is_empty());
 }
+
+#[test]
+fn finishing_transitions_are_noted_with_kubernetes_wording() {
+    // Completion: Normal Completed "Job completed", once (a finished Job plans nothing).
+    let j = job(json!({"completions": 2}));
+    let p = plan(&j, &[pod_done("a"), pod_done("b")], true, now());
+    assert_eq!(p.notes, [Note::normal("Completed", "Job completed")]);
+    let mut finished = j.clone();
+    finished["status"] = p.status.unwrap();
+    assert!(
+        plan(&finished, &[pod_done("a"), pod_done("b")], true, now())
+            .notes
+            .is_empty()
+    );
+    // More successes than completions: Kubernetes warns first.
+    let p = plan(
+        &j,
+        &[pod_done("a"), pod_done("b"), pod_done("c")],
+        true,
+        now(),
+    );
+    assert_eq!(
+        p.notes,
+        [
+            Note::warning(
+                "TooManySucceededPods",
+                "Too many succeeded pods running after completion count reached"
+            ),
+            Note::normal("Completed", "Job completed"),
+        ]
+    );
+    // Failure: the Failed condition's reason and message as a Warning.
+    let p = plan(
+        &job(json!({"backoffLimit": 0})),
+        &[pod("f", "Failed")],
+        true,
+        now(),
+    );
+    assert_eq!(
+        p.notes,
+        [Note::warning(
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit"
+        )]
+    );
+    let p = plan(
+        &job(json!({"activeDeadlineSeconds": 60})),
+        &[pod("a", "Running")],
+        true,
+        now(),
+    );
+    assert_eq!(
+        p.notes,
+        [Note::warning(
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline"
+        )]
+    );
+    // Running along makes no events.
+    let p = plan(
+        &job(json!({"completions": 2})),
+        &[pod("a", "Running")],
+        true,
+        now(),
+    );
+    assert!(p.notes.is_empty());
+}
+
+#[test]
+fn suspending_and_resuming_are_noted_once() {
+    let j = job(json!({"suspend": true}));
+    let p = plan(&j, &[], true, now());
+    assert_eq!(p.notes, [Note::normal("Suspended", "Job suspended")]);
+    let mut suspended = j.clone();
+    suspended["status"] = p.status.unwrap();
+    assert!(plan(&suspended, &[], true, now()).notes.is_empty());
+    suspended["spec"]["suspend"] = json!(false);
+    let p = plan(&suspended, &[], true, now());
+    assert_eq!(p.notes, [Note::normal("Resumed", "Job resumed")]);
+}

@@ -6,10 +6,9 @@ use super::{HealthTracker, Readiness, plan_node, plan_pods};
 use crate::events::{self, Recorder};
 use crate::{Error, Options, util};
 use client::{
-    Client, DeleteParams, Event, ListParams, ObjectKey, Patch, PatchParams, Resource, Store,
+    Client, DeleteParams, Informers, ObjectKey, Patch, PatchParams, Resource, SharedEvents, Store,
     WorkQueue,
 };
-use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -48,34 +47,17 @@ fn node_key(name: &str) -> ObjectKey {
 }
 
 /// Runs the node lifecycle controller until the future is dropped.
-pub async fn run(client: Client, options: Options) {
-    let (nodes, node_w) = client::store();
-    let node_events = client::reflect(
-        node_w,
-        client::watcher(client.clone(), Resource::NODES, None, ListParams::default()),
-    );
-    let (leases, lease_w) = client::store();
-    let lease_events = client::reflect(
-        lease_w,
-        client::watcher(
-            client.clone(),
-            Resource::LEASES,
-            Some(LEASE_NAMESPACE),
-            ListParams::default(),
-        ),
-    );
-    let (pods, mut pod_w) = client::store();
-    pod_w.add_index(NODE_INDEX, |p| {
+pub async fn run(client: Client, options: Options, informers: Arc<Informers>) {
+    let (nodes, node_events) = informers.informer(&Resource::NODES, None);
+    let (leases, lease_events) = informers.informer(&Resource::LEASES, Some(LEASE_NAMESPACE));
+    let (pods, pod_events) = informers.informer(&Resource::PODS, None);
+    pods.add_index(NODE_INDEX, |p| {
         p["spec"]["nodeName"]
             .as_str()
             .filter(|n| !n.is_empty())
             .map(|n| vec![n.to_string()])
             .unwrap_or_default()
     });
-    let pod_events = client::reflect(
-        pod_w,
-        client::watcher(client.clone(), Resource::PODS, None, ListParams::default()),
-    );
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), COMPONENT),
         eviction_recorder: Recorder::new(client.clone(), EVICTION_COMPONENT),
@@ -144,18 +126,12 @@ pub async fn run(client: Client, options: Options) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn drive<S>(events: S, ctx: Arc<Ctx>, handle: impl Fn(&Ctx, &Value) + Send + 'static)
-where
-    S: Stream<Item = Result<Event, client::Error>> + Send + 'static,
-{
-    let mut events = std::pin::pin!(events);
-    while let Some(ev) = events.next().await {
-        match ev {
-            Ok(Event::Restarted(list)) => list.iter().for_each(|o| handle(&ctx, o)),
-            Ok(Event::Applied(o) | Event::Deleted(o)) => handle(&ctx, &o),
-            Err(e) => tracing::debug!(error = %e, "watch failed; the watcher retries"),
-        }
-    }
+async fn drive(
+    events: SharedEvents,
+    ctx: Arc<Ctx>,
+    handle: impl Fn(&Ctx, &Value) + Send + 'static,
+) {
+    client::informer::for_each_object(events, |o| handle(&ctx, o)).await;
 }
 
 /// One sync of one node: conditions, taints, then its pods.

@@ -153,6 +153,74 @@ fn failed_pods_are_recreated() {
     );
     assert_eq!(deleted(&p), ["web-0"]);
     assert!(p.create.is_empty());
+    assert_eq!(
+        p.notes,
+        [Note::warning(
+            "RecreatingFailedPod",
+            "StatefulSet ns/web is recreating failed Pod web-0"
+        )]
+    );
+    // A succeeded pod is recreated too, with a Normal event; healthy sets say nothing.
+    let mut done = (*pod(&s, 0, false)).clone();
+    done["status"]["phase"] = json!("Succeeded");
+    let p = plan(&s, &[Arc::new(done)], &[rev(&s, 1)], now());
+    assert_eq!(
+        p.notes,
+        [Note::normal(
+            "RecreatingTerminatedPod",
+            "StatefulSet ns/web is recreating terminated Pod web-0"
+        )]
+    );
+    let p = plan(
+        &s,
+        &[pod(&s, 0, true), pod(&s, 1, true)],
+        &[rev(&s, 1)],
+        now(),
+    );
+    assert!(p.notes.is_empty());
+}
+
+#[test]
+fn pod_and_claim_events_use_the_statefulset_wording() {
+    assert_eq!(
+        pod_note("create", "web", "web-0", None),
+        Note::normal(
+            "SuccessfulCreate",
+            "create Pod web-0 in StatefulSet web successful"
+        )
+    );
+    assert_eq!(
+        pod_note("delete", "web", "web-1", None),
+        Note::normal(
+            "SuccessfulDelete",
+            "delete Pod web-1 in StatefulSet web successful"
+        )
+    );
+    assert_eq!(
+        pod_note("create", "web", "web-0", Some(&"quota exceeded")),
+        Note::warning(
+            "FailedCreate",
+            "create Pod web-0 in StatefulSet web failed error: quota exceeded"
+        )
+    );
+    assert_eq!(
+        pod_note("delete", "web", "web-1", Some(&"forbidden")).reason,
+        "FailedDelete"
+    );
+    assert_eq!(
+        claim_note("web", "web-0", "data-web-0", None),
+        Note::normal(
+            "SuccessfulCreate",
+            "create Claim data-web-0 Pod web-0 in StatefulSet web success"
+        )
+    );
+    assert_eq!(
+        claim_note("web", "web-0", "data-web-0", Some(&"no storage")),
+        Note::warning(
+            "FailedCreate",
+            "create Claim data-web-0 for Pod web-0 in StatefulSet web failed error: no storage"
+        )
+    );
 }
 
 fn updated_set(old: &Value) -> Value {
