@@ -29,6 +29,9 @@ pub async fn run(exe: &Path, opts: &Options) -> Result<Value, BenchError> {
         cpu: "64".into(),
         memory: "256Gi".into(),
         pods: per_node,
+        // The kubelet writes an unchanged node status every 5 minutes (its Lease every
+        // 10 s is the heartbeat); once a minute keeps the fleet's load on the API honest.
+        status_interval: Duration::from_secs(60),
         ..Default::default()
     };
     let fleet = tokio::spawn(agent::hollow::run_many(

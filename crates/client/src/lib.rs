@@ -15,6 +15,7 @@ mod config;
 mod error;
 pub mod informer;
 mod key;
+pub mod leader;
 mod params;
 mod queue;
 mod reflector;

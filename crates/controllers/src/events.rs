@@ -10,8 +10,9 @@
 use crate::util::{self, Time};
 use client::{Client, Patch, PatchParams, PostParams, Resource};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// `type: Normal`: an expected decision (a pod created, a replica set scaled).
 pub const NORMAL: &str = "Normal";
@@ -175,9 +176,9 @@ pub fn rfc1123z(t: Time) -> String {
 
 /// (namespace, involved uid or kind/name, type, reason, message): what makes two
 /// events "the same" for aggregation.
-type EventId = (String, String, String, String, String);
+pub type EventId = (String, String, String, String, String);
 
-fn event_id(obj: &Value, type_: &str, reason: &str, message: &str) -> EventId {
+pub fn event_id(obj: &Value, type_: &str, reason: &str, message: &str) -> EventId {
     let who = match util::uid(obj) {
         "" => format!(
             "{}/{}",
@@ -195,6 +196,78 @@ fn event_id(obj: &Value, type_: &str, reason: &str, message: &str) -> EventId {
     )
 }
 
+/// After this many different messages for one (object, type, reason) within
+/// [`AGGREGATE_INTERVAL`], they share one Event (client-go's EventAggregator).
+pub const AGGREGATE_MAX_EVENTS: usize = 10;
+/// The window of [`AGGREGATE_MAX_EVENTS`].
+pub const AGGREGATE_INTERVAL: Duration = Duration::from_secs(600);
+/// The message prefix of an Event that stands for many similar ones.
+pub const COMBINED_PREFIX: &str = "(combined from similar events): ";
+/// Events one component may write about one object (and type) at once; one more is
+/// allowed every [`SPAM_REFILL`] (client-go's EventSourceObjectSpamFilter: 25, 5 min).
+pub const SPAM_BURST: f64 = 25.0;
+/// How long it takes to earn back one event of [`SPAM_BURST`].
+pub const SPAM_REFILL: Duration = Duration::from_secs(300);
+
+/// When an aggregation window started, and the messages seen in it.
+type Window = (Instant, HashSet<String>);
+
+/// client-go's EventCorrelator, without I/O: it decides whether an event is written
+/// and with which message, so a controller creating 10,000 pods writes a few dozen
+/// Events about its ReplicaSet instead of 10,000 (which would double the API load of a
+/// scale-up).
+#[derive(Debug, Default)]
+pub struct Correlator {
+    /// (namespace, object, type, reason) → start of the window, messages seen in it.
+    similar: HashMap<(String, String, String, String), Window>,
+    /// (namespace, object, type) → tokens left, when they were last counted.
+    buckets: HashMap<(String, String, String), (f64, Instant)>,
+}
+
+impl Correlator {
+    /// What to write for the event `id` at `now`: the identity and message the Event is
+    /// written (or counted) under, or None when the spam filter drops it.
+    pub fn correlate(&mut self, id: &EventId, now: Instant) -> Option<(EventId, String)> {
+        let (ns, who, type_, reason, message) = id;
+        if self.buckets.len() >= MAX_REMEMBERED {
+            self.buckets.clear();
+        }
+        let bucket = self
+            .buckets
+            .entry((ns.clone(), who.clone(), type_.clone()))
+            .or_insert((SPAM_BURST, now));
+        let earned = now.duration_since(bucket.1).as_secs_f64() / SPAM_REFILL.as_secs_f64();
+        bucket.0 = (bucket.0 + earned).min(SPAM_BURST);
+        bucket.1 = now;
+        if bucket.0 < 1.0 {
+            return None;
+        }
+        bucket.0 -= 1.0;
+        if self.similar.len() >= MAX_REMEMBERED {
+            self.similar.clear();
+        }
+        let window = self
+            .similar
+            .entry((ns.clone(), who.clone(), type_.clone(), reason.clone()))
+            .or_insert_with(|| (now, HashSet::new()));
+        if now.duration_since(window.0) > AGGREGATE_INTERVAL {
+            *window = (now, HashSet::new());
+        }
+        window.1.insert(message.clone());
+        if window.1.len() < AGGREGATE_MAX_EVENTS {
+            return Some((id.clone(), message.clone()));
+        }
+        let combined = (
+            ns.clone(),
+            who.clone(),
+            type_.clone(),
+            reason.clone(),
+            COMBINED_PREFIX.to_string(),
+        );
+        Some((combined, format!("{COMBINED_PREFIX}{message}")))
+    }
+}
+
 /// Writes Events for one component (`source.component`, `reportingComponent`), e.g.
 /// `replicaset-controller`, aggregating repeats into one Event with a growing count.
 #[derive(Debug)]
@@ -203,6 +276,7 @@ pub struct Recorder {
     component: String,
     /// Event identity → (event name, count) of the Event already written.
     seen: Mutex<HashMap<EventId, (String, i64)>>,
+    correlator: Mutex<Correlator>,
 }
 
 impl Recorder {
@@ -212,6 +286,7 @@ impl Recorder {
             client,
             component: component.to_string(),
             seen: Mutex::default(),
+            correlator: Mutex::default(),
         }
     }
 
@@ -219,6 +294,16 @@ impl Recorder {
     /// `metadata.uid`). Failures are logged, never returned.
     pub async fn record(&self, obj: &Value, type_: &str, reason: &str, message: &str) {
         let id = event_id(obj, type_, reason, message);
+        let decided = self
+            .correlator
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .correlate(&id, Instant::now());
+        let Some((id, message)) = decided else {
+            tracing::debug!(reason, message, "event dropped by the spam filter");
+            return;
+        };
+        let message = message.as_str();
         let ns = id.0.clone();
         let now = time::OffsetDateTime::now_utc();
         let previous = self.lock().get(&id).cloned();
@@ -226,6 +311,7 @@ impl Recorder {
             let patch = Patch::Merge(json!({
                 "count": count + 1,
                 "lastTimestamp": util::format_time(now),
+                "message": message,
             }));
             if self
                 .client
@@ -397,5 +483,67 @@ mod tests {
             a,
             event_id(&rs, WARNING, "SuccessfulCreate", "Created pod: a-1")
         );
+    }
+
+    fn id(who: &str, type_: &str, message: &str) -> EventId {
+        let o = json!({"kind": "ReplicaSet", "metadata": {"namespace": "ns", "uid": who}});
+        event_id(&o, type_, "SuccessfulCreate", message)
+    }
+
+    #[test]
+    fn similar_events_are_combined_after_ten_messages() {
+        let mut c = Correlator::default();
+        let t = Instant::now();
+        let mut written = Vec::new();
+        for i in 0..12 {
+            let (key, msg) = c
+                .correlate(&id("rs", NORMAL, &format!("Created pod: p{i}")), t)
+                .unwrap();
+            written.push((key.4, msg));
+        }
+        // Nine on their own, then one combined Event counted up.
+        assert_eq!(written[8].1, "Created pod: p8");
+        assert_eq!(
+            written[9].1,
+            "(combined from similar events): Created pod: p9"
+        );
+        assert_eq!(written[9].0, COMBINED_PREFIX);
+        assert_eq!(written[11].0, COMBINED_PREFIX);
+        // The same message again is not a new one: before the limit it stays itself.
+        let mut c = Correlator::default();
+        for _ in 0..20 {
+            let (_, msg) = c.correlate(&id("rs", NORMAL, "Scaled up"), t).unwrap();
+            assert_eq!(msg, "Scaled up");
+        }
+        // After the window, messages count from zero again.
+        let later = t + AGGREGATE_INTERVAL + Duration::from_secs(1);
+        let mut c = Correlator::default();
+        for i in 0..10 {
+            c.correlate(&id("rs", NORMAL, &format!("m{i}")), t);
+        }
+        assert_eq!(
+            c.correlate(&id("rs", NORMAL, "fresh"), later).unwrap().1,
+            "fresh"
+        );
+    }
+
+    #[test]
+    fn the_spam_filter_allows_a_burst_per_object_then_one_per_five_minutes() {
+        let mut c = Correlator::default();
+        let t = Instant::now();
+        let allowed = (0..40)
+            .filter(|i| {
+                c.correlate(&id("rs", NORMAL, &format!("m{i}")), t)
+                    .is_some()
+            })
+            .count();
+        assert_eq!(allowed, 25);
+        // Another object, and warnings about the same object, have their own budget.
+        assert!(c.correlate(&id("other", NORMAL, "m"), t).is_some());
+        assert!(c.correlate(&id("rs", WARNING, "m"), t).is_some());
+        // One more after five minutes, not two.
+        let later = t + SPAM_REFILL;
+        assert!(c.correlate(&id("rs", NORMAL, "x"), later).is_some());
+        assert!(c.correlate(&id("rs", NORMAL, "y"), later).is_none());
     }
 }

@@ -55,7 +55,7 @@ impl Default for RunnerOptions {
             scheduler_name: DEFAULT_SCHEDULER_NAME.to_string(),
             instance: format!("{DEFAULT_SCHEDULER_NAME}-{}", std::process::id()),
             queue: QueueConfig::default(),
-            bind_concurrency: 16,
+            bind_concurrency: 256,
         }
     }
 }

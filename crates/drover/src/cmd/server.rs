@@ -51,6 +51,22 @@ pub struct Args {
     /// The local agent's node name (default: this host's name).
     #[arg(long)]
     node_name: Option<String>,
+    /// Run the scheduler and the controllers only while this server holds their Lease
+    /// (`kube-system/kube-scheduler`, `kube-system/kube-controller-manager`), so that
+    /// several servers on one etcd act one at a time; `--leader-elect=false` runs them
+    /// unconditionally.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    leader_elect: bool,
+    /// Seconds other servers wait, after last seeing the leader renew, before taking over.
+    #[arg(long, default_value_t = 15)]
+    leader_elect_lease_duration: u64,
+    /// Seconds the leader keeps trying to renew before it stops its loops.
+    #[arg(long, default_value_t = 10)]
+    leader_elect_renew_deadline: u64,
+    /// Seconds between renewals and between attempts to acquire.
+    #[arg(long, default_value_t = 2)]
+    leader_elect_retry_period: u64,
     #[command(flatten)]
     node: super::agent::NodeArgs,
 }
@@ -64,9 +80,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let timing = client::leader::Timing::from_secs(
+        args.leader_elect_lease_duration,
+        args.leader_elect_renew_deadline,
+        args.leader_elect_retry_period,
+    );
+    if args.leader_elect {
+        timing.validate().context(
+            "check --leader-elect-lease-duration, --leader-elect-renew-deadline and \
+             --leader-elect-retry-period",
+        )?;
+    }
     let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let mut loops = ControlLoops {
+        timing: args.leader_elect.then_some(timing),
+        identity: leader_identity(&data_dir),
+        shutdown: tokio::sync::watch::channel(false).0,
+        elections: Vec::new(),
+        checked_namespace: false,
+    };
     // The runtime comes first: the etcd client's connections live on it.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,7 +156,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 },
                 ..Default::default()
             };
-            tokio::spawn(scheduler::runner::run(client, config));
+            loops.spawn(&client.clone(), "kube-scheduler", move || {
+                scheduler::runner::run(client.clone(), config.clone())
+            });
         }
         if !args.no_controllers {
             let client = client::Client::from_kubeconfig_str(&running.kubeconfig)
@@ -133,7 +169,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 cluster_cidr: Some(args.cluster_cidr.clone()),
                 ..Default::default()
             };
-            tokio::spawn(controllers::run(client, options));
+            loops.spawn(&client.clone(), "kube-controller-manager", move || {
+                controllers::run(client.clone(), options.clone())
+            });
         }
         if !args.no_agent {
             let client = client::Client::from_kubeconfig_str(&running.kubeconfig)
@@ -168,6 +206,122 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             _ = running.task => {}
         }
         tracing::info!("shutting down");
+        // Leaders stop their loops and release their Leases: a standby takes over at once.
+        loops.shutdown().await;
         Ok(())
     })
+}
+
+/// The namespace of the control plane's leader election Leases.
+const ELECTION_NAMESPACE: &str = "kube-system";
+
+/// The scheduler and the controllers, each run under its own leader election unless
+/// `--leader-elect=false`.
+struct ControlLoops {
+    /// None without leader election.
+    timing: Option<client::leader::Timing>,
+    identity: String,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    elections: Vec<tokio::task::JoinHandle<()>>,
+    checked_namespace: bool,
+}
+
+impl ControlLoops {
+    /// Runs `work()` (again after each re-election) while this server leads the Lease
+    /// `kube-system/{lease}`, or unconditionally without leader election.
+    fn spawn<F, Fut>(&mut self, client: &client::Client, lease: &str, mut work: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(timing) = self.timing else {
+            tokio::spawn(work());
+            return;
+        };
+        let check = !std::mem::replace(&mut self.checked_namespace, true);
+        let elector = client::leader::LeaderElector::new(
+            client.clone(),
+            client::leader::LeaseLock::new(ELECTION_NAMESPACE, lease),
+            self.identity.clone(),
+            timing,
+        );
+        let client = client.clone();
+        let mut stop = self.shutdown.subscribe();
+        self.elections.push(tokio::spawn(async move {
+            if check {
+                ensure_namespace(&client, ELECTION_NAMESPACE).await;
+            }
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            elector.run_until(shutdown, &mut work).await;
+        }));
+    }
+
+    /// Stops the elected loops and waits (bounded) for their Leases to be released.
+    async fn shutdown(self) {
+        self.shutdown.send_replace(true);
+        let budget = self
+            .timing
+            .map_or(std::time::Duration::ZERO, |t| t.renew_deadline)
+            + std::time::Duration::from_secs(1);
+        let all = futures_join_all(self.elections);
+        if tokio::time::timeout(budget, all).await.is_err() {
+            tracing::warn!(
+                "releasing the leader leases timed out; standbys take over when they expire"
+            );
+        }
+    }
+}
+
+/// Awaits every handle.
+async fn futures_join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// The election Leases' namespace exists from the API server's bootstrap; should it have
+/// been deleted, it is created again (the elections retry until it exists anyway).
+async fn ensure_namespace(client: &client::Client, name: &str) {
+    let r = client::Resource::NAMESPACES;
+    match client.get(&r, None, name).await {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {
+            let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            match client.create(&r, None, &ns, &Default::default()).await {
+                Ok(_) => tracing::info!("created the namespace {name} for leader election"),
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => tracing::warn!(
+                    "cannot create the namespace {name} for leader election (retrying in the elections): {e}"
+                ),
+            }
+        }
+        Err(e) => tracing::warn!("cannot check the namespace {name} for leader election: {e}"),
+    }
+}
+
+/// The file in the data directory keeping this server's leader election identity.
+const IDENTITY_FILE: &str = "leader-election-identity";
+
+/// `HOSTNAME_<random>`, drawn once per data directory and kept in it: a server restarted
+/// after a crash is the same candidate and renews its own Leases at once instead of
+/// waiting for them to expire, while servers with their own data directories (several
+/// servers on one etcd) are distinct candidates.
+fn leader_identity(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join(IDENTITY_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if !id.is_empty() && !id.contains(char::is_whitespace) {
+            return id.to_string();
+        }
+    }
+    let id = client::leader::unique_identity(&super::agent::host_name());
+    if let Err(e) = std::fs::write(&path, format!("{id}\n")) {
+        tracing::warn!(
+            "cannot save the leader election identity in {}: {e} (a restart waits for the leases to expire)",
+            path.display()
+        );
+    }
+    id
 }
