@@ -262,6 +262,7 @@ impl Drop for Server {
     }
 }
 
+pub mod etcd;
 pub mod node;
 
 /// Polls `f` until it returns Some, or gives None after `timeout`.
