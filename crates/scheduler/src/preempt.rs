@@ -97,7 +97,7 @@ pub fn try_preempt(
     if info.preemption_never {
         return Err("preemption: not eligible due to preemptionPolicy=Never.".to_string());
     }
-    let failures = match feasible(snapshot, &info) {
+    let failures = match feasible(snapshot, &info, usize::MAX) {
         Ok(_) => return Err("preemption: not needed, the pod fits a node.".to_string()),
         Err(u) => u.node_failures().clone(),
     };

@@ -868,3 +868,50 @@ fn invalid_pod_is_reported_not_panicking() {
     );
     assert!(!e.preemption_might_help());
 }
+
+#[test]
+fn the_search_stops_after_enough_feasible_nodes_as_kubernetes_does() {
+    // Kubernetes' numFeasibleNodesToFind: small clusters are searched whole.
+    assert_eq!(crate::nodes_to_find(50, 0), 50);
+    assert_eq!(crate::nodes_to_find(99, 0), 99);
+    // 1,000 nodes: 50 - 8 = 42 %; 5,000 nodes: 50 - 40 = 10 %; 10,000: at least 5 %.
+    assert_eq!(crate::nodes_to_find(1000, 0), 420);
+    assert_eq!(crate::nodes_to_find(5000, 0), 500);
+    assert_eq!(crate::nodes_to_find(10_000, 0), 500);
+    // Never fewer than 100; 100 % (or more) means every node.
+    assert_eq!(crate::nodes_to_find(150, 10), 100);
+    assert_eq!(crate::nodes_to_find(5000, 100), 5000);
+}
+
+#[test]
+fn a_partial_search_still_finds_the_only_fitting_node() {
+    // 1,000 nodes, 420 to find: only one node matches the selector, wherever the search
+    // starts it goes on until every node was tried.
+    let nodes: Vec<Value> = (0..1000)
+        .map(|i| {
+            let labels = if i == 777 {
+                json!({"disk": "ssd"})
+            } else {
+                json!({})
+            };
+            node(&format!("n{i:04}"), "4", "8Gi", labels)
+        })
+        .collect();
+    let s = snap(&nodes, &[]);
+    for i in 0..5 {
+        let p = pod(
+            &format!("p{i}"),
+            json!({"containers": req("100m", "64Mi"), "nodeSelector": {"disk": "ssd"}}),
+        );
+        assert_eq!(schedule(&s, &p, &Config::default()).unwrap(), "n0777");
+    }
+    // Nothing fits: the diagnosis covers every node.
+    let p = pod(
+        "none",
+        json!({"containers": req("100m", "64Mi"), "nodeSelector": {"disk": "nvme"}}),
+    );
+    let err = schedule(&s, &p, &Config::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("0/1000 nodes are available"), "{err}");
+}
