@@ -14,6 +14,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod expectations;
+pub mod gc;
 pub mod hpa;
 pub mod job;
 pub mod node_ipam;
@@ -80,6 +81,7 @@ pub async fn run(client: client::Client, options: Options) {
     tasks.spawn(node_ipam::run(c.clone(), o.clone()));
     tasks.spawn(hpa::run(c.clone(), o.clone()));
     tasks.spawn(endpoints::run(c.clone(), o.clone(), i.clone()));
+    tasks.spawn(gc::run(c.clone(), o.clone(), i.clone()));
     tasks.spawn(workloads::run_daemonsets(c.clone(), o.clone(), i.clone()));
     tasks.spawn(workloads::run_jobs(c.clone(), o.clone(), i.clone()));
     tasks.spawn(workloads::run_cronjobs(c.clone(), o.clone(), i.clone()));
