@@ -85,9 +85,8 @@ async fn dependents_of_a_missing_owner_are_deleted_and_the_others_stay() {
     ));
     eventually("the pods of missing owners to be deleted", WAIT, || async {
         let names = pod_names(&c).await;
-        (!names.contains(&"orphan".to_string())
-            && !names.contains(&"old-incarnation".to_string()))
-        .then_some(())
+        (!names.contains(&"orphan".to_string()) && !names.contains(&"old-incarnation".to_string()))
+            .then_some(())
     })
     .await;
     // Several sweeps later, the others are all still there.

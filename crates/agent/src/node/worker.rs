@@ -24,6 +24,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// How often a quiet pod is re-synced anyway (volume contents, lost events).
 const RESYNC: Duration = Duration::from_secs(10);
+/// When a failed sandbox creation is tried again.
+const SANDBOX_RETRY: Duration = Duration::from_secs(5);
+/// `create_and_start`'s reason when the pod sandbox could not be made: the container
+/// keeps waiting as ContainerCreating, without back-off (the sandbox has its own event).
+const SANDBOX_NOT_READY: &str = "SandboxNotReady";
 
 /// Runtime labels that tie a container to its pod, so a restarted agent re-adopts it.
 pub const LABEL_POD_UID: &str = "drover.pod.uid";
@@ -160,6 +165,37 @@ impl Drop for Ctr {
     }
 }
 
+/// Where a container start spends its time, logged at debug level once the status
+/// write that follows it is done (`DROVER_LOG=agent=debug`).
+struct Phases {
+    mark: Instant,
+    parts: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases {
+            mark: Instant::now(),
+            parts: Vec::new(),
+        }
+    }
+    /// Ends the current phase as `name`.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.parts.push((name, now - self.mark));
+        self.mark = now;
+    }
+    fn take(&mut self) -> String {
+        let total: Duration = self.parts.iter().map(|(_, d)| *d).sum();
+        let mut out = format!("total={:.1}ms", total.as_secs_f64() * 1000.0);
+        for (name, d) in self.parts.drain(..) {
+            out.push_str(&format!(" {name}={:.1}ms", d.as_secs_f64() * 1000.0));
+        }
+        self.mark = Instant::now();
+        out
+    }
+}
+
 /// One pod's worker.
 pub struct Worker {
     ctx: Arc<Ctx>,
@@ -168,6 +204,11 @@ pub struct Worker {
     name: String,
     ctrs: Vec<Ctr>,
     sandbox: Option<podnet::PodSandbox>,
+    /// The sandbox being created in the background while the first container's image,
+    /// environment and rootfs are prepared (they do not need it); settled before the
+    /// container is created and always by the end of a sync.
+    sandbox_task: Option<JoinHandle<Result<podnet::PodSandbox, String>>>,
+    phases: Phases,
     volumes: Option<(volumes::Prepared, Instant)>,
     start_time: String,
     sent: Option<Value>,
@@ -238,8 +279,18 @@ pub async fn run(
             }
             return;
         }
+        w.phases = Phases::new();
         let next = w.sync(&pod).await;
+        w.phases.lap("sync");
         w.publish(&pod).await;
+        w.phases.lap("status_write");
+        if w.phases.parts.iter().any(|(n, _)| *n == "runc_start") {
+            tracing::debug!(
+                "pod {}: container start phases: {}",
+                w.key(),
+                w.phases.take()
+            );
+        }
         let timer = tokio::time::sleep(next.unwrap_or(RESYNC).min(RESYNC));
         tokio::select! {
             changed = rx.changed() => {
@@ -293,6 +344,8 @@ impl Worker {
             ctx,
             ctrs,
             sandbox: None,
+            sandbox_task: None,
+            phases: Phases::new(),
             volumes: None,
             sent: None,
             wake_tx,
@@ -562,16 +615,13 @@ impl Worker {
                 let fp = self.ctrs[i].field_path();
                 let cname = self.ctrs[i].name.clone();
                 if !ok {
-                    self.ctx
-                        .events
-                        .pod(
-                            pod,
-                            Some(&fp),
-                            "Warning",
-                            "Unhealthy",
-                            &format!("{} probe failed: {message}", kind.title()),
-                        )
-                        .await;
+                    self.ctx.events.pod(
+                        pod,
+                        Some(&fp),
+                        "Warning",
+                        "Unhealthy",
+                        &format!("{} probe failed: {message}", kind.title()),
+                    );
                 }
                 match (kind, ok) {
                     (Kind::Readiness, _) => self.ctrs[i].readiness = Some(ok),
@@ -586,18 +636,13 @@ impl Worker {
                         } else {
                             "startup"
                         };
-                        self.ctx
-                            .events
-                            .pod(
-                                pod,
-                                Some(&fp),
-                                "Normal",
-                                "Killing",
-                                &format!(
-                                    "Container {cname} failed {what} probe, will be restarted"
-                                ),
-                            )
-                            .await;
+                        self.ctx.events.pod(
+                            pod,
+                            Some(&fp),
+                            "Normal",
+                            "Killing",
+                            &format!("Container {cname} failed {what} probe, will be restarted"),
+                        );
                         self.stop_in_background(pod, i);
                     }
                     (Kind::Liveness, true) => {}
@@ -642,6 +687,45 @@ impl Worker {
 
     /// Brings the pod one step closer to its spec; returns when to look again.
     async fn sync(&mut self, pod: &Value) -> Option<Duration> {
+        let next = self.sync_containers(pod).await;
+        if self.settle_sandbox(pod).await {
+            next
+        } else {
+            Some(next.map_or(SANDBOX_RETRY, |n| n.min(SANDBOX_RETRY)))
+        }
+    }
+
+    /// Waits for the sandbox being created in the background, if any: records it and
+    /// writes the /etc files that carry its IP, or reports why it failed. True when the
+    /// pod's containers can be created (sandbox ready, or host network).
+    async fn settle_sandbox(&mut self, pod: &Value) -> bool {
+        if let Some(task) = self.sandbox_task.take() {
+            let created = task
+                .await
+                .unwrap_or_else(|e| Err(format!("the sandbox task failed: {e}")));
+            self.phases.lap("sandbox_wait");
+            match created {
+                Ok(sb) => {
+                    self.sandbox = Some(sb);
+                    if let Err(e) = self.write_etc_files(pod) {
+                        tracing::warn!("pod {}: writing /etc files: {e}", self.key());
+                    }
+                }
+                Err(e) => {
+                    self.ctx.events.pod(
+                        pod,
+                        None,
+                        "Warning",
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    );
+                }
+            }
+        }
+        self.host_network || self.sandbox.is_some()
+    }
+
+    async fn sync_containers(&mut self, pod: &Value) -> Option<Duration> {
         let phase_now = status::phase(
             pod["spec"]["restartPolicy"].as_str().unwrap_or("Always"),
             &self.make_view(pod),
@@ -657,8 +741,7 @@ impl Worker {
             let msg = "Pod was active on the node longer than the specified deadline".to_string();
             self.ctx
                 .events
-                .pod(pod, None, "Normal", "DeadlineExceeded", &msg)
-                .await;
+                .pod(pod, None, "Normal", "DeadlineExceeded", &msg);
             self.terminate(pod, Self::grace(pod)).await;
             self.failed = Some(("DeadlineExceeded".into(), msg));
             return None;
@@ -677,26 +760,18 @@ impl Worker {
                     })
                 })
                 .collect();
-            match self
-                .ctx
-                .net
-                .create_sandbox(&self.uid, &spec::hostname(pod), &ports)
-                .await
-            {
-                Ok(sb) => self.sandbox = Some(sb),
-                Err(e) => {
-                    self.ctx
-                        .events
-                        .pod(
-                            pod,
-                            None,
-                            "Warning",
-                            "FailedCreatePodSandBox",
-                            &format!("Failed to create pod sandbox: {e}"),
-                        )
-                        .await;
-                    return Some(Duration::from_secs(5));
-                }
+            // CNI ADD (the slowest step of a start: plugin processes, netlink) runs while
+            // volumes, image and rootfs are prepared; `settle_sandbox` joins it.
+            if self.sandbox_task.is_none() {
+                let ctx = self.ctx.clone();
+                let uid = self.uid.clone();
+                let hostname = spec::hostname(pod);
+                self.sandbox_task = Some(tokio::spawn(async move {
+                    ctx.net
+                        .create_sandbox(&uid, &hostname, &ports)
+                        .await
+                        .map_err(|e| e.to_string())
+                }));
             }
         }
         let refresh = self
@@ -718,15 +793,19 @@ impl Worker {
                 Err(e) if self.volumes.is_none() => {
                     self.ctx
                         .events
-                        .pod(pod, None, "Warning", "FailedMount", &e.to_string())
-                        .await;
+                        .pod(pod, None, "Warning", "FailedMount", &e.to_string());
                     return Some(Duration::from_secs(5));
                 }
                 Err(e) => tracing::warn!("pod {}: refreshing volumes: {e}", self.key()),
             }
-            if let Err(e) = self.write_etc_files(pod) {
+            self.phases.lap("volumes");
+            // With a sandbox on its way, `settle_sandbox` writes them once the IP is known.
+            if self.sandbox_task.is_none()
+                && let Err(e) = self.write_etc_files(pod)
+            {
                 tracing::warn!("pod {}: writing /etc files: {e}", self.key());
             }
+            self.phases.lap("etc_files");
         }
         let policy = pod["spec"]["restartPolicy"]
             .as_str()
@@ -787,19 +866,16 @@ impl Worker {
                 };
                 let fp = c.field_path();
                 let cname = c.name.clone();
-                self.ctx
-                    .events
-                    .pod(
-                        pod,
-                        Some(&fp),
-                        "Warning",
-                        "BackOff",
-                        &format!(
-                            "Back-off restarting failed container {cname} in pod {}_{}({})",
-                            self.name, self.ns, self.uid
-                        ),
-                    )
-                    .await;
+                self.ctx.events.pod(
+                    pod,
+                    Some(&fp),
+                    "Warning",
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {cname} in pod {}_{}({})",
+                        self.name, self.ns, self.uid
+                    ),
+                );
             }
             return Some(left);
         }
@@ -832,6 +908,10 @@ impl Worker {
         let Some(cspec) = container_spec(pod, &self.ctrs[i].name).cloned() else {
             return Err(RESYNC);
         };
+        if !self.host_network && self.sandbox.is_none() && self.sandbox_task.is_none() {
+            // The sandbox failed earlier in this sync (its event says why).
+            return Err(SANDBOX_RETRY);
+        }
         let fp = self.ctrs[i].field_path();
         let image_ref = cspec["image"].as_str().unwrap_or_default().to_string();
         let policy = match cspec["imagePullPolicy"].as_str() {
@@ -852,22 +932,15 @@ impl Worker {
             images::PullPolicy::Never => false,
         };
         if needs_pull {
-            self.ctx
-                .events
-                .pod(
-                    pod,
-                    Some(&fp),
-                    "Normal",
-                    "Pulling",
-                    &format!("Pulling image \"{image_ref}\""),
-                )
-                .await;
+            self.ctx.events.pod(
+                pod,
+                Some(&fp),
+                "Normal",
+                "Pulling",
+                &format!("Pulling image \"{image_ref}\""),
+            );
         }
-        let opts = images::PullOptions {
-            insecure_registries: self.ctx.cfg.insecure_registries.clone(),
-            auth: self.pull_auth(pod, &image_ref).await,
-            mirrors: self.ctx.cfg.registry_mirrors.clone(),
-        };
+        self.phases.lap("image_lookup");
         let t0 = Instant::now();
         let key = self.key();
         let progress = move |p: images::PullProgress| {
@@ -879,12 +952,35 @@ impl Worker {
                 );
             }
         };
-        let image = match self
-            .ctx
-            .images
-            .ensure(&image_ref, policy, &opts, &progress)
-            .await
-        {
+        let ensured = match present.filter(|_| !needs_pull) {
+            Some(img) => {
+                // Present and not to be pulled: start with it now. Recording the use (for
+                // image GC's least-recently-used order) is a synced write, done aside; with
+                // policy Never it cannot pull should the image go meanwhile.
+                let images = self.ctx.images.clone();
+                let reference = image_ref.clone();
+                tokio::spawn(async move {
+                    let none = images::PullOptions::default();
+                    let quiet = |_: images::PullProgress| {};
+                    let _ = images
+                        .ensure(&reference, images::PullPolicy::Never, &none, &quiet)
+                        .await;
+                });
+                Ok(img)
+            }
+            None => {
+                let opts = images::PullOptions {
+                    insecure_registries: self.ctx.cfg.insecure_registries.clone(),
+                    auth: self.pull_auth(pod, &image_ref).await,
+                    mirrors: self.ctx.cfg.registry_mirrors.clone(),
+                };
+                self.ctx
+                    .images
+                    .ensure(&image_ref, policy, &opts, &progress)
+                    .await
+            }
+        };
+        let image = match ensured {
             Ok(img) => img,
             Err(e) => {
                 let c = &mut self.ctrs[i];
@@ -908,37 +1004,28 @@ impl Worker {
                     }
                 };
                 if reason == "ErrImagePull" || reason == "ErrImageNeverPull" {
-                    self.ctx
-                        .events
-                        .pod(
-                            pod,
-                            Some(&fp),
-                            "Warning",
-                            "Failed",
-                            &format!("Failed to pull image \"{image_ref}\": {e}"),
-                        )
-                        .await;
-                    self.ctx
-                        .events
-                        .pod(
-                            pod,
-                            Some(&fp),
-                            "Warning",
-                            "Failed",
-                            &format!("Error: {reason}"),
-                        )
-                        .await;
+                    self.ctx.events.pod(
+                        pod,
+                        Some(&fp),
+                        "Warning",
+                        "Failed",
+                        &format!("Failed to pull image \"{image_ref}\": {e}"),
+                    );
+                    self.ctx.events.pod(
+                        pod,
+                        Some(&fp),
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {reason}"),
+                    );
                 } else {
-                    self.ctx
-                        .events
-                        .pod(
-                            pod,
-                            Some(&fp),
-                            "Normal",
-                            "BackOff",
-                            &format!("Back-off pulling image \"{image_ref}\""),
-                        )
-                        .await;
+                    self.ctx.events.pod(
+                        pod,
+                        Some(&fp),
+                        "Normal",
+                        "BackOff",
+                        &format!("Back-off pulling image \"{image_ref}\""),
+                    );
                 }
                 let c = &mut self.ctrs[i];
                 c.pull_backoff = next_backoff(c.pull_backoff);
@@ -956,23 +1043,22 @@ impl Worker {
                 return Err(wait);
             }
         };
+        self.phases.lap("image_ensure");
         self.ctrs[i].pull_backoff = Duration::ZERO;
         self.ctrs[i].pull_not_before = None;
         if needs_pull {
             let size = image.size;
-            self.ctx.events.pod(pod, Some(&fp), "Normal", "Pulled", &format!("Successfully pulled image \"{image_ref}\" in {:.3}s. Image size: {size} bytes.", t0.elapsed().as_secs_f64())).await;
+            self.ctx.events.pod(pod, Some(&fp), "Normal", "Pulled", &format!("Successfully pulled image \"{image_ref}\" in {:.3}s. Image size: {size} bytes.", t0.elapsed().as_secs_f64()));
         } else {
-            self.ctx
-                .events
-                .pod(
-                    pod,
-                    Some(&fp),
-                    "Normal",
-                    "Pulled",
-                    &format!("Container image \"{image_ref}\" already present on machine"),
-                )
-                .await;
+            self.ctx.events.pod(
+                pod,
+                Some(&fp),
+                "Normal",
+                "Pulled",
+                &format!("Container image \"{image_ref}\" already present on machine"),
+            );
         }
+        self.phases.lap("event_pulled");
         self.ctrs[i].store_image = image.id.clone();
         self.ctrs[i].image_id = image
             .repo_digests
@@ -981,17 +1067,15 @@ impl Worker {
             .unwrap_or_else(|| image.id.clone());
         match self.create_and_start(pod, &cspec, i, &image).await {
             Ok(()) => Ok(()),
+            Err((SANDBOX_NOT_READY, _)) => Err(SANDBOX_RETRY),
             Err((reason, message)) => {
-                self.ctx
-                    .events
-                    .pod(
-                        pod,
-                        Some(&fp),
-                        "Warning",
-                        "Failed",
-                        &format!("Error: {message}"),
-                    )
-                    .await;
+                self.ctx.events.pod(
+                    pod,
+                    Some(&fp),
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {message}"),
+                );
                 let c = &mut self.ctrs[i];
                 c.state = State::Waiting {
                     reason: reason.into(),
@@ -1011,6 +1095,14 @@ impl Worker {
         image: &images::Image,
     ) -> Result<(), (&'static str, String)> {
         let cfg_err = |e: String| ("CreateContainerConfigError", e);
+        let needs_pod_ip = cspec["env"].as_array().into_iter().flatten().any(|e| {
+            e["valueFrom"]["fieldRef"]["fieldPath"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("status.podIP"))
+        });
+        if needs_pod_ip && !self.settle_sandbox(pod).await {
+            return Err((SANDBOX_NOT_READY, String::new()));
+        }
         // The downward API sees the IPs this start gives the pod, which its status may
         // not carry yet (the status is written after the first container starts).
         let mut pod_now = pod.clone();
@@ -1030,6 +1122,7 @@ impl Worker {
         )
         .await
         .map_err(|e| cfg_err(e.to_string()))?;
+        self.phases.lap("env");
         let defaults = ImageDefaults {
             entrypoint: image.config.entrypoint.clone(),
             cmd: image.config.cmd.clone(),
@@ -1059,13 +1152,16 @@ impl Worker {
                 .images
                 .unmount_rootfs(&self.ctx.container_dir(&old));
         }
+        self.phases.lap("spec_parts");
         let dir = self.ctx.container_dir(&id);
         let _ = self.ctx.runtime.remove(&id).await;
+        self.phases.lap("remove_stale");
         let rootfs = self
             .ctx
             .images
             .mount_rootfs(image, &dir)
             .map_err(|e| ("CreateContainerError", e.to_string()))?;
+        self.phases.lap("mount_rootfs");
         let (uid, gid, groups) = spec::user(&pod["spec"], cspec, &defaults, &rootfs)
             .map_err(|e| cfg_err(e.to_string()))?;
         let pod_dir = self.ctx.pod_dir(&self.uid);
@@ -1105,6 +1201,13 @@ impl Worker {
         labels.insert(LABEL_POD_NAME.to_string(), self.name.clone());
         labels.insert(LABEL_CONTAINER.to_string(), c.name.clone());
         labels.insert(LABEL_ATTEMPT.to_string(), attempt.to_string());
+        let fp = c.field_path();
+        let cname = c.name.clone();
+        self.phases.lap("user_files_spec");
+        if !self.settle_sandbox(pod).await {
+            let _ = self.ctx.images.unmount_rootfs(&dir);
+            return Err((SANDBOX_NOT_READY, String::new()));
+        }
         let sandbox = self.sandbox.clone();
         let cwd = cspec["workingDir"]
             .as_str()
@@ -1157,9 +1260,9 @@ impl Worker {
             log_path,
             labels,
         };
-        let fp = c.field_path();
-        let cname = c.name.clone();
-        if let Err(e) = self.ctx.runtime.create(&spec).await {
+        let created = self.ctx.runtime.create(&spec).await;
+        self.phases.lap("conmon_runc_create");
+        if let Err(e) = created {
             let _ = self.ctx.images.unmount_rootfs(&dir);
             return Err(("CreateContainerError", e.to_string()));
         }
@@ -1171,17 +1274,17 @@ impl Worker {
             c.instances = attempt + 1;
             c.id = Some(id.clone());
         }
-        self.ctx
-            .events
-            .pod(
-                pod,
-                Some(&fp),
-                "Normal",
-                "Created",
-                &format!("Created container {cname}"),
-            )
-            .await;
-        if let Err(e) = self.ctx.runtime.start(&id).await {
+        self.ctx.events.pod(
+            pod,
+            Some(&fp),
+            "Normal",
+            "Created",
+            &format!("Created container {cname}"),
+        );
+        self.phases.lap("event_created");
+        let started = self.ctx.runtime.start(&id).await;
+        self.phases.lap("runc_start");
+        if let Err(e) = started {
             let info = self.ctx.runtime.info(&id).await.ok().flatten();
             let state = match info
                 .as_ref()
@@ -1210,28 +1313,22 @@ impl Worker {
             let c = &mut self.ctrs[i];
             c.state = state;
             c.back_off();
-            self.ctx
-                .events
-                .pod(
-                    pod,
-                    Some(&fp),
-                    "Warning",
-                    "Failed",
-                    &format!("Error: failed to start container \"{cname}\": {e}"),
-                )
-                .await;
-            return Ok(());
-        }
-        self.ctx
-            .events
-            .pod(
+            self.ctx.events.pod(
                 pod,
                 Some(&fp),
-                "Normal",
-                "Started",
-                &format!("Started container {cname}"),
-            )
-            .await;
+                "Warning",
+                "Failed",
+                &format!("Error: failed to start container \"{cname}\": {e}"),
+            );
+            return Ok(());
+        }
+        self.ctx.events.pod(
+            pod,
+            Some(&fp),
+            "Normal",
+            "Started",
+            &format!("Started container {cname}"),
+        );
         {
             let c = &mut self.ctrs[i];
             c.state = State::Running {
@@ -1242,22 +1339,20 @@ impl Worker {
             c.started = false;
         }
         self.watch_container(pod, i);
+        self.phases.lap("event_started_watch");
         if let Some(hook) = cspec["lifecycle"]["postStart"]
             .as_object()
             .map(|o| Value::Object(o.clone()))
             && let Err(msg) = run_hook(&self.ctx, &id, &hook, self.pod_ip(), Self::grace(pod)).await
         {
             {
-                self.ctx
-                    .events
-                    .pod(
-                        pod,
-                        Some(&fp),
-                        "Warning",
-                        "FailedPostStartHook",
-                        &format!("PostStartHook failed: {msg}"),
-                    )
-                    .await;
+                self.ctx.events.pod(
+                    pod,
+                    Some(&fp),
+                    "Warning",
+                    "FailedPostStartHook",
+                    &format!("PostStartHook failed: {msg}"),
+                );
                 self.stop_in_background(pod, i);
             }
         }
@@ -1457,16 +1552,13 @@ impl Worker {
             if !running {
                 continue;
             }
-            self.ctx
-                .events
-                .pod(
-                    pod,
-                    Some(&c.field_path()),
-                    "Normal",
-                    "Killing",
-                    &format!("Stopping container {}", c.name),
-                )
-                .await;
+            self.ctx.events.pod(
+                pod,
+                Some(&c.field_path()),
+                "Normal",
+                "Killing",
+                &format!("Stopping container {}", c.name),
+            );
             let spec = container_spec(pod, &c.name).cloned().unwrap_or(Value::Null);
             let ctx = self.ctx.clone();
             let ip = pod_ip;
