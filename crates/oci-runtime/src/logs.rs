@@ -143,7 +143,18 @@ impl Reader {
             file.seek(SeekFrom::Start(start)).await?;
             self.pos = start;
             self.file = Some(file);
-            let out = self.read_new().await?;
+            let mut out = self.read_new().await?;
+            if let Some(n) = self.opts.tail_lines {
+                let have = out.iter().filter(|b| **b == b'\n').count();
+                if have < n && self.opts.limit_bytes.is_none() {
+                    let mut older =
+                        rotated_tail(self.path.clone(), self.opts.clone(), n - have).await?;
+                    if !older.is_empty() {
+                        older.extend_from_slice(&out);
+                        out = Bytes::from(older);
+                    }
+                }
+            }
             if !self.opts.follow {
                 self.done = true;
             }
@@ -235,6 +246,41 @@ impl Reader {
     }
 }
 
+/// The last `n` lines of the previous generation, `<path>.1`, when the file was
+/// rotated (the agent keeps one, as the kubelet does): right after a rotation the
+/// live file holds fewer lines than a `--tail` asks for.
+async fn rotated_tail(path: PathBuf, opts: LogOptions, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut path = path.into_os_string();
+    path.push(".1");
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let start = tail_offset(&mut file, n).await?;
+    file.seek(SeekFrom::Start(start)).await?;
+    let cap = file.metadata().await?.len();
+    let mut older = Reader {
+        path: PathBuf::from(path),
+        opts: LogOptions {
+            tail_lines: Some(n),
+            follow: false,
+            limit_bytes: None,
+            ..opts
+        },
+        file: Some(file),
+        pos: start,
+        pending: Vec::new(),
+        partial: None,
+        stop: Box::pin(std::future::ready(())),
+        stopped: false,
+        emitted: 0,
+        done: false,
+        cap: Some(cap),
+    };
+    Ok(older.read_new().await?.to_vec())
+}
+
 /// Offset where the last `n` complete lines start (a line ends with an `F` record).
 async fn tail_offset(file: &mut tokio::fs::File, n: usize) -> std::io::Result<u64> {
     let len = file.metadata().await?.len();
@@ -306,6 +352,27 @@ mod tests {
         )
         .unwrap();
         f
+    }
+
+    #[tokio::test]
+    async fn a_tail_reaches_into_the_rotated_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("0.log");
+        std::fs::write(
+            dir.path().join("0.log.1"),
+            "2024-01-01T00:00:01Z stdout F a\n2024-01-01T00:00:02Z stdout F b\n",
+        )
+        .unwrap();
+        std::fs::write(&live, "2024-01-01T00:00:03Z stdout F c\n").unwrap();
+        let tail = |n| LogOptions {
+            tail_lines: Some(n),
+            ..Default::default()
+        };
+        assert_eq!(collect(live.clone(), tail(1)).await, "c\n");
+        assert_eq!(collect(live.clone(), tail(2)).await, "b\nc\n");
+        assert_eq!(collect(live.clone(), tail(10)).await, "a\nb\nc\n");
+        // Without --tail only the live file is read, as before.
+        assert_eq!(collect(live.clone(), LogOptions::default()).await, "c\n");
     }
 
     #[tokio::test]
