@@ -196,6 +196,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ca_pem: creds.ca_pem.clone(),
         address: address.clone(),
         agents: agents::AgentClient::new(&creds.join_token, store_for_agents)?,
+        watch_lines: watch::LineCache::default(),
     });
     state
         .reload_crds()

@@ -27,6 +27,8 @@ pub struct State {
     pub address: String,
     /// The client for node agents (logs, exec, attach, port-forward, metrics).
     pub agents: crate::agents::AgentClient,
+    /// Watch lines of recent events, encoded once for every watcher without selectors.
+    pub watch_lines: crate::watch::LineCache,
 }
 
 impl State {

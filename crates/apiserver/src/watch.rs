@@ -28,6 +28,63 @@ use tokio::sync::mpsc;
 /// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 
+/// Recent watch lines kept for other watchers of the same event.
+const LINE_CACHE: usize = 4096;
+
+/// A watch line (`{"type":...,"object":...}`) depends only on the event and its type
+/// when the watcher has no selector and wants JSON: the first such watcher of an event
+/// parses and encodes it, the others send the same bytes. The controllers, the
+/// scheduler and every agent watch pods; without this each pod write was parsed and
+/// serialized once per watcher.
+#[derive(Default)]
+pub struct LineCache {
+    inner: std::sync::Mutex<LineCacheInner>,
+}
+
+type LineKey = (i64, &'static str, String);
+
+#[derive(Default)]
+struct LineCacheInner {
+    lines: HashMap<LineKey, Bytes>,
+    order: std::collections::VecDeque<LineKey>,
+}
+
+impl LineCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LineCacheInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The line of the event (revision, type, key), encoded by `encode` if no watcher
+    /// has done it yet; None when `encode` cannot (the stored object does not parse).
+    fn get_or_encode(
+        &self,
+        rev: i64,
+        kind: &'static str,
+        key: &str,
+        encode: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        let id = (rev, kind, key.to_string());
+        if let Some(b) = self.lock().lines.get(&id) {
+            return Some(b.clone());
+        }
+        // Encoded outside the lock: two watchers may both encode one event, never wait.
+        let line = encode()?;
+        let mut c = self.lock();
+        if !c.lines.contains_key(&id) {
+            c.lines.insert(id.clone(), line.clone());
+            c.order.push_back(id);
+            while c.order.len() > LINE_CACHE {
+                if let Some(old) = c.order.pop_front() {
+                    c.lines.remove(&old);
+                }
+            }
+        }
+        Some(line)
+    }
+}
+
 struct Encoder {
     state: Arc<State>,
     t: Target,
@@ -107,6 +164,7 @@ pub async fn watch(
         sent_columns: false,
     };
     let stream = state.store.watch(&prefix, from);
+    let plain = want != Want::Table && sel.labels.is_empty() && sel.fields.is_empty();
     tokio::spawn(async move {
         let mut last_rev = from;
         for obj in initial {
@@ -166,6 +224,33 @@ pub async fn watch(
                 None => return,
             };
             last_rev = ev.kv.mod_revision;
+            if plain {
+                // Without selectors every version matches: the type follows from the
+                // event alone, and the line is the same for every such watcher.
+                let kind = match (ev.kind, ev.prev.is_some()) {
+                    (EventKind::Delete, _) => "DELETED",
+                    (EventKind::Put, true) => "MODIFIED",
+                    (EventKind::Put, false) => "ADDED",
+                };
+                let line =
+                    state
+                        .watch_lines
+                        .get_or_encode(ev.kv.mod_revision, kind, &ev.kv.key, || {
+                            let mut obj = serde_json::from_slice::<Value>(&ev.kv.value).ok()?;
+                            meta::set(
+                                &mut obj,
+                                "resourceVersion",
+                                json!(ev.kv.mod_revision.to_string()),
+                            );
+                            Some(enc.line(kind, obj))
+                        });
+                if let Some(line) = line
+                    && tx.send(line).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             let Ok(mut obj) = serde_json::from_slice::<Value>(&ev.kv.value) else {
                 continue;
             };
@@ -216,4 +301,54 @@ pub async fn watch(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_encoded_once_per_event_and_type() {
+        let cache = LineCache::default();
+        let mut calls = 0;
+        for _ in 0..3 {
+            let line = cache.get_or_encode(7, "MODIFIED", "/pods/ns/a", || {
+                calls += 1;
+                Some(Bytes::from_static(b"line-7"))
+            });
+            assert_eq!(line.as_deref(), Some(&b"line-7"[..]));
+        }
+        assert_eq!(calls, 1);
+        // Another key, type or revision is another line.
+        let other =
+            cache.get_or_encode(7, "ADDED", "/pods/ns/a", || Some(Bytes::from_static(b"x")));
+        assert_eq!(other.as_deref(), Some(&b"x"[..]));
+        // An object that does not parse is skipped and not remembered.
+        assert!(
+            cache
+                .get_or_encode(8, "ADDED", "/pods/ns/b", || None)
+                .is_none()
+        );
+        assert!(
+            !cache
+                .lock()
+                .lines
+                .contains_key(&(8, "ADDED", "/pods/ns/b".to_string()))
+        );
+    }
+
+    #[test]
+    fn old_lines_are_forgotten() {
+        let cache = LineCache::default();
+        for rev in 0..(LINE_CACHE as i64 + 10) {
+            cache.get_or_encode(rev, "ADDED", "/k", || Some(Bytes::new()));
+        }
+        let c = cache.lock();
+        assert_eq!(c.lines.len(), LINE_CACHE);
+        assert!(!c.lines.contains_key(&(0, "ADDED", "/k".to_string())));
+        assert!(
+            c.lines
+                .contains_key(&(LINE_CACHE as i64 + 9, "ADDED", "/k".to_string()))
+        );
+    }
 }
