@@ -37,13 +37,7 @@ fn owner_resource(api_version: &str, kind: &str) -> Option<Resource> {
         ("apps", "StatefulSet") => Resource::STATEFULSETS,
         ("batch", "Job") => Resource::JOBS,
         ("batch", "CronJob") => Resource::CRONJOBS,
-        ("", "ReplicationController") => Resource::new(
-            "",
-            "v1",
-            "replicationcontrollers",
-            "ReplicationController",
-            true,
-        ),
+        ("", "ReplicationController") => crate::runtime::rc_resource(),
         _ => return None,
     };
     Some(r)

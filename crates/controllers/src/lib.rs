@@ -89,3 +89,16 @@ pub async fn run(client: client::Client, options: Options) {
     // The JoinSet aborts every controller when this future is dropped.
     while tasks.join_next().await.is_some() {}
 }
+
+/// Calls `handle` with the loop's shared context for every event of a shared informer,
+/// until the stream ends (handlers only enqueue keys).
+pub(crate) async fn drive<C>(
+    mut events: client::SharedEvents,
+    ctx: std::sync::Arc<C>,
+    handle: impl Fn(&C, &client::Event) + Send + 'static,
+) {
+    use futures::StreamExt;
+    while let Some(e) = events.next().await {
+        handle(&ctx, &e);
+    }
+}

@@ -6,12 +6,11 @@ use crate::events::{self, Recorder};
 use crate::expectations::Expectations;
 use crate::replicaset::{self, ReplicaKind};
 use crate::util::{self, controller_ref};
-use crate::{Error, Options};
+use crate::{Error, Options, drive};
 use client::{
     Client, DeleteParams, Event, Informers, ObjectKey, Patch, PatchParams, PostParams, Resource,
     SharedEvents, Store, WorkQueue,
 };
-use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,7 +21,7 @@ use tokio::task::JoinSet;
 use client::informer::{CONTROLLER_INDEX as OWNER_INDEX, NAMESPACE_INDEX as NS_INDEX};
 
 /// `v1` replication controllers (not among the client's built-ins).
-fn rc_resource() -> Resource {
+pub(crate) fn rc_resource() -> Resource {
     Resource::new(
         "",
         "v1",
@@ -165,17 +164,6 @@ pub async fn run(client: Client, options: Options, informers: Arc<Informers>) {
     }
     // The JoinSet aborts every task when this future is dropped.
     while tasks.join_next().await.is_some() {}
-}
-
-async fn drive(
-    events: SharedEvents,
-    ctx: Arc<Ctx>,
-    handle: impl Fn(&Ctx, &Event) + Send + 'static,
-) {
-    let mut events = events;
-    while let Some(e) = events.next().await {
-        handle(&ctx, &e);
-    }
 }
 
 async fn work<F, Fut>(queue: WorkQueue<ObjectKey>, ctx: Arc<Ctx>, sync: F)

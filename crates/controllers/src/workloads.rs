@@ -6,12 +6,11 @@
 use crate::events::{self, Note, Recorder};
 use crate::expectations::Expectations;
 use crate::util::{self, controller_ref};
-use crate::{Error, Options, cronjob, daemonset, job, statefulset};
+use crate::{Error, Options, cronjob, daemonset, drive, job, statefulset};
 use client::{
     Client, DeleteParams, Event, Informers, ObjectKey, PostParams, PropagationPolicy, Resource,
     SharedEvents, Store, WorkQueue,
 };
-use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
@@ -212,17 +211,6 @@ fn kind_of(r: &Resource) -> &'static str {
         "CronJob" => "CronJob",
         "StatefulSet" => "StatefulSet",
         _ => "Other",
-    }
-}
-
-async fn drive(
-    events: SharedEvents,
-    ctx: Arc<Ctx>,
-    handle: impl Fn(&Ctx, &Event) + Send + 'static,
-) {
-    let mut events = events;
-    while let Some(e) = events.next().await {
-        handle(&ctx, &e);
     }
 }
 
