@@ -34,13 +34,14 @@ pub fn uid(obj: &Value) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// `metadata.labels` (empty when absent).
-pub fn labels(obj: &Value) -> Map<String, Value> {
+/// `metadata.labels` (empty when absent), borrowed: selectors run over every cached
+/// object, and copying each label map was most of their cost.
+pub fn labels(obj: &Value) -> &Map<String, Value> {
+    static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
     obj.get("metadata")
         .and_then(|m| m.get("labels"))
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
+        .unwrap_or(&EMPTY)
 }
 
 /// `metadata.finalizers` (empty when absent).

@@ -49,7 +49,7 @@ impl Selectors {
 
     /// True when the object matches both selectors.
     pub fn matches(&self, info: &ResourceInfo, obj: &Value) -> bool {
-        self.labels.matches(&meta::labels(obj)) && self.fields.matches(&info.group, &info.kind, obj)
+        self.labels.matches(meta::labels(obj)) && self.fields.matches(&info.group, &info.kind, obj)
     }
 }
 

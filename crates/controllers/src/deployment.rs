@@ -87,6 +87,11 @@ fn revision(o: &Value) -> i64 {
 }
 
 /// A Deployment with its accessors (`deploymentutil`).
+/// Whether `d` rolls out by the Recreate strategy (old pods all gone before new ones).
+pub fn is_recreate(d: &Value) -> bool {
+    d["spec"]["strategy"]["type"].as_str() == Some("Recreate")
+}
+
 struct Deploy<'a> {
     d: &'a Value,
 }
@@ -96,7 +101,7 @@ impl Deploy<'_> {
         self.d["spec"]["replicas"].as_i64().unwrap_or(1)
     }
     fn is_rolling(&self) -> bool {
-        self.d["spec"]["strategy"]["type"].as_str() != Some("Recreate")
+        !is_recreate(self.d)
     }
     /// `ResolveFenceposts`: (maxSurge rounded up, maxUnavailable rounded down); both 0
     /// makes maxUnavailable 1.
@@ -174,7 +179,7 @@ pub fn plan(d: &Value, all_rs: &[Arc<Value>], pods: &[Arc<Value>], now: Time) ->
     let deleting = api::meta::is_deleting(d);
     let mut owned: Vec<Rs> = Vec::new();
     for rs in all_rs {
-        let matches = sel.matches(&api::meta::labels(rs));
+        let matches = sel.matches(api::meta::labels(rs));
         match controller_ref(rs) {
             Some(r) if r["uid"].as_str() == Some(d_uid) => {
                 if matches {

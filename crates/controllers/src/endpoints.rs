@@ -180,7 +180,7 @@ fn selected<'a>(svc: &Value, pods: &'a [Arc<Value>]) -> Vec<&'a Arc<Value>> {
     let ns = api::meta::namespace(svc);
     let mut v: Vec<&Arc<Value>> = pods
         .iter()
-        .filter(|p| api::meta::namespace(p) == ns && sel.matches(&api::meta::labels(p)))
+        .filter(|p| api::meta::namespace(p) == ns && sel.matches(api::meta::labels(p)))
         .collect();
     v.sort_by(|a, b| util::name(a).cmp(util::name(b)));
     v
@@ -201,7 +201,7 @@ fn port_key(ports: &[Value]) -> String {
 /// The labels of the objects written for `svc`: the Service's own, the headless
 /// marker, then `extra` (which win).
 fn derived_labels(svc: &Value, extra: &[(&str, &str)]) -> Map<String, Value> {
-    let mut l = api::meta::labels(svc);
+    let mut l = api::meta::labels(svc).clone();
     l.remove(SERVICE_NAME_LABEL);
     l.remove(SLICE_MANAGED_BY_LABEL);
     l.remove(ENDPOINTS_MANAGED_BY_LABEL);

@@ -85,7 +85,7 @@ pub fn plan(
     let deleting = api::meta::is_deleting(owner);
     let mut out = PodPlan::default();
     for pod in pods.iter().filter(|p| is_pod_active(p)) {
-        let matches = selector.matches(&api::meta::labels(pod));
+        let matches = selector.matches(api::meta::labels(pod));
         match controller_ref(pod) {
             Some(r) if r["uid"].as_str() == Some(owner_uid) => {
                 if matches {
@@ -246,7 +246,7 @@ pub fn status(
     let min_ready = int(&owner["spec"]["minReadySeconds"]);
     let fully_labeled = claimed
         .iter()
-        .filter(|p| template_labels.matches(&api::meta::labels(p)))
+        .filter(|p| template_labels.matches(api::meta::labels(p)))
         .count();
     let ready = claimed.iter().filter(|p| is_pod_ready(p)).count();
     let available = claimed

@@ -12,6 +12,7 @@ use client::{
     SharedEvents, Store, WorkQueue,
 };
 use serde_json::{Value, json};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,6 +88,9 @@ impl Ctx {
     }
 }
 
+/// Pods without a controller, by namespace: the ones a replica controller may adopt.
+const ORPHAN_INDEX: &str = "orphan-namespace";
+
 fn indexed(informers: &Informers, resource: Resource) -> (Store, SharedEvents) {
     informers.informer(&resource, None)
 }
@@ -98,6 +102,10 @@ fn key_of(o: &Value) -> Option<ObjectKey> {
 /// Runs the ReplicaSet, ReplicationController and Deployment controllers.
 pub async fn run(client: Client, options: Options, informers: Arc<Informers>) {
     let (pods, pod_events) = indexed(&informers, Resource::PODS);
+    pods.add_index(ORPHAN_INDEX, |p| match controller_ref(p) {
+        Some(_) => Vec::new(),
+        None => vec![api::meta::namespace(p).unwrap_or_default().to_string()],
+    });
     let (rss, rs_events) = indexed(&informers, Resource::REPLICASETS);
     let (rcs, rc_events) = indexed(&informers, rc_resource());
     let (deploys, d_events) = indexed(&informers, Resource::DEPLOYMENTS);
@@ -166,26 +174,68 @@ pub async fn run(client: Client, options: Options, informers: Arc<Informers>) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn work<F, Fut>(queue: WorkQueue<ObjectKey>, ctx: Arc<Ctx>, sync: F)
+/// What a sync asks of the queue afterwards.
+#[derive(Clone, Copy, Debug, Default)]
+struct Synced {
+    /// Sync again after this long (e.g. when a pod becomes available).
+    requeue_after: Option<Duration>,
+    /// Keep the key out of the queue this long: see [`cooldown`].
+    cooldown: Duration,
+}
+
+impl From<Option<Duration>> for Synced {
+    fn from(requeue_after: Option<Duration>) -> Synced {
+        Synced {
+            requeue_after,
+            cooldown: Duration::ZERO,
+        }
+    }
+}
+
+/// Computing a sync's plan costs O(pods of the owner), and every event of one of them
+/// asks for another sync: with 100,000 pods the controller would do nothing else. A sync
+/// whose computation took `cost` is therefore not repeated for `3 × cost` (events
+/// meanwhile are coalesced into the next sync), so one owner takes at most a quarter of
+/// a core. Small owners (the usual case) are never held back.
+fn cooldown(cost: Duration) -> Duration {
+    if cost < Duration::from_millis(5) {
+        Duration::ZERO
+    } else {
+        (cost * 3).min(Duration::from_secs(5))
+    }
+}
+
+async fn work<F, Fut, T>(queue: WorkQueue<ObjectKey>, ctx: Arc<Ctx>, sync: F)
 where
     F: Fn(Arc<Ctx>, ObjectKey) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Option<Duration>, Error>> + Send,
+    Fut: Future<Output = Result<T, Error>> + Send,
+    T: Into<Synced>,
 {
     while let Some(lease) = queue.get().await {
         let key = lease.key().clone();
-        match sync(ctx.clone(), key.clone()).await {
-            Ok(after) => {
+        let mut hold = Duration::ZERO;
+        match sync(ctx.clone(), key.clone()).await.map(Into::into) {
+            Ok(done) => {
                 queue.forget(&key);
-                if let Some(d) = after {
+                if let Some(d) = done.requeue_after {
                     queue.add_after(key, d);
                 }
+                hold = done.cooldown;
             }
             Err(e) => {
                 tracing::info!(key = %key, error = %e, "sync failed; retrying");
                 queue.add_rate_limited(key);
             }
         }
-        drop(lease);
+        if hold.is_zero() {
+            drop(lease);
+        } else {
+            // The key stays leased (so not re-queued) while this worker goes on.
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                drop(lease);
+            });
+        }
     }
 }
 
@@ -229,7 +279,7 @@ fn on_pod(ctx: &Ctx, ev: &Event) {
             let labels = api::meta::labels(pods);
             for kind in [ReplicaKind::ReplicaSet, ReplicaKind::ReplicationController] {
                 for o in ctx.store(kind).by_index(NS_INDEX, ns.unwrap_or_default()) {
-                    if kind.selector(&o).matches(&labels)
+                    if kind.selector(&o).matches(labels)
                         && let Some(k) = key_of(&o)
                     {
                         ctx.queue(kind).add(k);
@@ -275,7 +325,7 @@ fn on_owner(ctx: &Ctx, ev: &Event, kind: ReplicaKind) {
         None => {
             let labels = api::meta::labels(o);
             for d in ctx.deploys.by_index(NS_INDEX, key.ns().unwrap_or_default()) {
-                if util::selector(&d["spec"]["selector"]).matches(&labels)
+                if util::selector(&d["spec"]["selector"]).matches(labels)
                     && let Some(k) = key_of(&d)
                 {
                     ctx.d_queue.add(k);
@@ -346,18 +396,25 @@ async fn set_owner(
     }
 }
 
+/// `pods` by one of their string fields.
+fn index_by(pods: &[Arc<Value>], f: fn(&Value) -> &str) -> HashMap<&str, &Value> {
+    pods.iter().map(|p| (f(p), &**p)).collect()
+}
+
 /// One sync of a ReplicaSet or ReplicationController.
-async fn sync_replicas(
-    ctx: Arc<Ctx>,
-    key: ObjectKey,
-    kind: ReplicaKind,
-) -> Result<Option<Duration>, Error> {
+async fn sync_replicas(ctx: Arc<Ctx>, key: ObjectKey, kind: ReplicaKind) -> Result<Synced, Error> {
     let Some(owner) = ctx.store(kind).get(&key) else {
         ctx.exp(kind).remove(&key);
-        return Ok(None);
+        return Ok(Synced::default());
     };
+    let started = Instant::now();
     let ns = key.ns().unwrap_or_default();
-    let pods = ctx.pods.by_index(NS_INDEX, ns);
+    // Only our own pods and the namespace's orphans can be claimed; pods other owners
+    // control are none of our business (a namespace may hold 100,000 of them).
+    let mut pods = ctx.pods.by_index(OWNER_INDEX, util::uid(&owner));
+    // Owner references never cross namespaces.
+    pods.retain(|p| api::meta::namespace(p) == Some(ns));
+    pods.extend(ctx.pods.by_index(ORPHAN_INDEX, ns));
     let related: Vec<Arc<Value>> = match controller_ref(&owner) {
         Some(d) if d["kind"] == "Deployment" => ctx
             .rss
@@ -369,14 +426,19 @@ async fn sync_replicas(
         _ => Vec::new(),
     };
     let may_manage = {
-        let names: HashMap<&str, &Value> = pods.iter().map(|p| (util::name(p), &**p)).collect();
-        let uids: HashMap<&str, &Value> = pods.iter().map(|p| (util::uid(p), &**p)).collect();
-        let by_name = |n: &str| names.get(n).copied();
-        let by_uid = |u: &str| uids.get(u).copied();
+        // Built only when a deletion is awaited, and then once.
+        let uids = OnceCell::new();
+        let cached = |n: &str| ctx.pods.get_by(Some(ns), n).is_some();
+        let by_uid = |u: &str| {
+            uids.get_or_init(|| index_by(&pods, util::uid))
+                .get(u)
+                .copied()
+        };
         ctx.exp(kind)
-            .satisfied(&key, by_name, by_uid, Instant::now())
+            .satisfied(&key, cached, by_uid, Instant::now())
     };
     let plan = replicaset::plan(kind, &owner, &pods, &related, may_manage);
+    let mut cost = started.elapsed();
     let my_ref = util::owner_ref(kind.api_version(), kind.kind(), &owner);
     for p in &plan.adopt {
         set_owner(
@@ -473,18 +535,20 @@ async fn sync_replicas(
         record_all(ctx.recorder(kind), &typed_owner, notes).await;
     }
     let t = now();
+    let started = Instant::now();
     let status = replicaset::status(&owner, &plan.claimed, manage_error.as_deref(), t);
+    let requeue_after = replicaset::requeue_for_availability(&owner, &plan.claimed, t);
+    cost += started.elapsed();
     if replicaset::status_differs(&owner, &status) {
         write_status(&ctx, &Ctx::resource(kind), &owner, status).await?;
     }
     if let Some(e) = manage_error {
         return Err(Error::Manage(e));
     }
-    Ok(replicaset::requeue_for_availability(
-        &owner,
-        &plan.claimed,
-        t,
-    ))
+    Ok(Synced {
+        requeue_after,
+        cooldown: cooldown(cost),
+    })
 }
 
 /// Writes `status` through the status subresource, re-reading once on a conflict.
@@ -521,7 +585,17 @@ async fn sync_deployment(ctx: Arc<Ctx>, key: ObjectKey) -> Result<Option<Duratio
     };
     let ns = key.ns().unwrap_or_default();
     let rss = ctx.rss.by_index(NS_INDEX, ns);
-    let pods = ctx.pods.by_index(NS_INDEX, ns);
+    // Only a Recreate rollout looks at pods (whether the old ones are gone): those of
+    // this Deployment's replica sets.
+    let pods: Vec<Arc<Value>> = if deployment::is_recreate(&d) {
+        ctx.rss
+            .by_index(OWNER_INDEX, util::uid(&d))
+            .iter()
+            .flat_map(|rs| ctx.pods.by_index(OWNER_INDEX, util::uid(rs)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let plan = deployment::plan(&d, &rss, &pods, now());
     let my_ref = util::owner_ref("apps/v1", "Deployment", &d);
     for rs in &plan.adopt {
@@ -620,4 +694,19 @@ fn scaling_event(ctx: &Ctx, ns: &str, w: &RsWrite) -> Option<String> {
         RsWrite::Delete { .. } => return None,
     };
     events::scaling_message(util::name(rs), old, util::int(&rs["spec"]["replicas"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_costly_syncs_cool_down_and_never_for_long() {
+        assert_eq!(cooldown(Duration::from_millis(1)), Duration::ZERO);
+        assert_eq!(
+            cooldown(Duration::from_millis(40)),
+            Duration::from_millis(120)
+        );
+        assert_eq!(cooldown(Duration::from_secs(10)), Duration::from_secs(5));
+    }
 }

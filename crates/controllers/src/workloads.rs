@@ -12,7 +12,7 @@ use client::{
     SharedEvents, Store, WorkQueue,
 };
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -216,11 +216,11 @@ fn kind_of(r: &Resource) -> &'static str {
 
 /// Whether earlier creations and deletions of `key` are all visible in `pods`.
 fn may_manage(ctx: &Ctx, key: &ObjectKey, pods: &[Arc<Value>]) -> bool {
-    let names: HashMap<&str, &Value> = pods.iter().map(|p| (util::name(p), &**p)).collect();
+    let names: HashSet<&str> = pods.iter().map(|p| util::name(p)).collect();
     let uids: HashMap<&str, &Value> = pods.iter().map(|p| (util::uid(p), &**p)).collect();
     ctx.exp().satisfied(
         key,
-        |n| names.get(n).copied(),
+        |n| names.contains(n),
         |u| uids.get(u).copied(),
         Instant::now(),
     )

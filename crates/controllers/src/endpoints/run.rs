@@ -137,7 +137,7 @@ fn on_pod(ctx: &Ctx, pod: &Value) {
     let ns = api::meta::namespace(pod).unwrap_or_default();
     let labels = api::meta::labels(pod);
     for svc in ctx.services.by_index(NS_INDEX, ns) {
-        if service_selector(&svc).is_some_and(|s| s.matches(&labels))
+        if service_selector(&svc).is_some_and(|s| s.matches(labels))
             && let Some(k) = ObjectKey::from_object(&svc)
         {
             ctx.queue.add(k);

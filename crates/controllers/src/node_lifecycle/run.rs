@@ -156,19 +156,21 @@ async fn sync(ctx: &Ctx, key: &ObjectKey) -> Result<Option<Duration>, Error> {
         .unwrap_or_else(PoisonError::into_inner)
         .observe(&cached, lease.as_deref(), t);
     let plan = plan_node(&cached, seen, t, ctx.grace);
-    let mut node: Value = (*cached).clone();
+    // Leases renew every 10 s per node: the cached copy is read, not cloned.
+    let mut node: Arc<Value> = cached;
     if let Some(conditions) = &plan.conditions {
         let patch = Patch::Merge(json!({"status": {"conditions": conditions}}));
-        node = ctx
-            .client
-            .patch_status(
-                &Resource::NODES,
-                None,
-                name,
-                &patch,
-                &PatchParams::default(),
-            )
-            .await?;
+        node = Arc::new(
+            ctx.client
+                .patch_status(
+                    &Resource::NODES,
+                    None,
+                    name,
+                    &patch,
+                    &PatchParams::default(),
+                )
+                .await?,
+        );
     }
     let before = ctx
         .observed
@@ -202,6 +204,10 @@ async fn sync(ctx: &Ctx, key: &ObjectKey) -> Result<Option<Duration>, Error> {
             .cloned()
             .unwrap_or_default(),
     };
+    // A Ready node without NoExecute taints leaves its pods alone.
+    if plan.readiness == Readiness::Ready && !taints.iter().any(|t| t["effect"] == "NoExecute") {
+        return Ok(plan.requeue_after);
+    }
     let pods = ctx.pods.by_index(NODE_INDEX, name);
     let pod_plan = plan_pods(plan.readiness, &taints, &pods, t, ctx.eviction_timeout);
     for (pod, conditions) in &pod_plan.mark_not_ready {
