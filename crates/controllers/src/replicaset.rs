@@ -244,15 +244,15 @@ pub fn status(
         .map(labels::LabelSelector::from_map)
         .unwrap_or_else(labels::LabelSelector::everything);
     let min_ready = int(&owner["spec"]["minReadySeconds"]);
-    let fully_labeled = claimed
-        .iter()
-        .filter(|p| template_labels.matches(api::meta::labels(p)))
-        .count();
-    let ready = claimed.iter().filter(|p| is_pod_ready(p)).count();
-    let available = claimed
-        .iter()
-        .filter(|p| is_pod_available(p, min_ready, now))
-        .count();
+    // One pass: this runs over every pod of the owner on each sync.
+    let (mut fully_labeled, mut ready, mut available) = (0, 0, 0);
+    for p in claimed {
+        fully_labeled += usize::from(template_labels.matches(api::meta::labels(p)));
+        if is_pod_ready(p) {
+            ready += 1;
+            available += usize::from(is_pod_available(p, min_ready, now));
+        }
+    }
     let mut conditions: Vec<Value> = owner["status"]["conditions"]
         .as_array()
         .cloned()
