@@ -803,3 +803,65 @@ async fn user_groups_env_and_cwd() {
         .unwrap();
     assert!(String::from_utf8_lossy(&caps.stdout).contains("0000000000000000"));
 }
+
+fn runc_state(env: &Env, id: &str) -> serde_json::Value {
+    let out = std::process::Command::new("/usr/sbin/runc")
+        .arg("--root")
+        .arg(&env.rt.config().runtime_root)
+        .args(["state", id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runc state {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// start() releases the created container through its exec fifo (no `runc start`): runc then
+/// reports it running, and runc's own kill and delete work on it; starting it again, or
+/// starting one whose process died before it was started, fails with runc's wording and
+/// without hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_through_the_exec_fifo_keeps_runc_state_consistent() {
+    let env = Env::new();
+    let spec = env.spec(&["sh", "-c", "echo started; exec sleep 1000"]);
+    let id = spec.id.clone();
+    env.rt.create(&spec).await.unwrap();
+    assert_eq!(runc_state(&env, &id)["status"], "created");
+    env.rt.start(&id).await.unwrap();
+    let state = runc_state(&env, &id);
+    assert_eq!(state["status"], "running", "{state}");
+    let info = env.rt.info(&id).await.unwrap().unwrap();
+    assert_eq!(info.status, Status::Running);
+    assert!(info.started_at.is_some());
+    let log = spec.log_path.clone();
+    wait_for("the process's output in the log", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("started"))
+    })
+    .await;
+    let again = env.rt.start(&id).await.unwrap_err().to_string();
+    assert!(again.contains("already running"), "{again}");
+    env.rt.kill(&id, 9).await.unwrap();
+    let exit = env.rt.wait(&id).await.unwrap();
+    assert_eq!(exit.code, 137);
+    env.rt.remove(&id).await.unwrap();
+    assert!(env.rt.info(&id).await.unwrap().is_none());
+
+    // The created process is killed before start: start reports it dead instead of waiting.
+    let spec = env.spec(&["sleep", "1000"]);
+    env.rt.create(&spec).await.unwrap();
+    let pid = env.rt.info(&spec.id).await.unwrap().unwrap().pid.unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), env.rt.start(&spec.id))
+        .await
+        .expect("start of a dead container must not hang")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dead") || err.contains("stopped"), "{err}");
+    env.rt.remove(&spec.id).await.unwrap();
+}

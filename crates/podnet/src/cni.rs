@@ -16,13 +16,13 @@ use crate::{NetError, PluginFailure};
 /// The CNI spec version of the configurations we hand to the plugins (1.1.1 plugins support it).
 pub(crate) const CNI_VERSION: &str = "1.0.0";
 
-/// The plugins a sandbox needs; host-local is run by bridge, found through `CNI_PATH`.
-pub(crate) const REQUIRED_PLUGINS: [&str; 4] = ["loopback", "bridge", "host-local", "portmap"];
+/// The plugins a sandbox needs; host-local is run by bridge, found through `CNI_PATH`. (What
+/// the loopback plugin would do, setting `lo` up, is done when the namespace is made.)
+pub(crate) const REQUIRED_PLUGINS: [&str; 3] = ["bridge", "host-local", "portmap"];
 
 /// Located plugin binaries and the `CNI_PATH` to give them.
 #[derive(Debug)]
 pub(crate) struct Plugins {
-    pub loopback: PathBuf,
     pub bridge: PathBuf,
     pub portmap: PathBuf,
     cni_path: OsString,
@@ -56,7 +56,6 @@ impl Plugins {
             NetError::InvalidConfig(format!("CNI plugin directories cannot form CNI_PATH: {e}"))
         })?;
         Ok(Self {
-            loopback: find("loopback")?,
             bridge: find("bridge")?,
             portmap: find("portmap")?,
             cni_path,

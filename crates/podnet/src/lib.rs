@@ -4,8 +4,8 @@
 //! `<netns_prefix><pod uid>` under `/run/netns` (so `ip netns exec` works on it), an IPC namespace
 //! and a UTS namespace carrying the pod's hostname. They are pinned by bind mounts, so no pause
 //! process is needed. The network namespace is wired with Debian's CNI plugins the way the
-//! kubelet does it: `loopback`, then `bridge` with `host-local` IPAM over the node's pod CIDR, then
-//! `portmap` for host ports. Everything the agent needs after a restart is recorded under
+//! kubelet does it: `lo` up (done in-process, as the `loopback` plugin would), then `bridge` with
+//! `host-local` IPAM over the node's pod CIDR, then `portmap` for host ports. Everything the agent needs after a restart is recorded under
 //! `state_dir`.
 //!
 //! Layout of `state_dir`:
@@ -92,6 +92,19 @@ pub struct PodSandbox {
     pub gateway: Ipv4Addr,
     /// The pod-side interface name, `eth0`.
     pub interface: String,
+}
+
+/// A pod's namespace files, known (and joinable) before CNI ADD has given the pod its address:
+/// a container can be created in them while the plugins run (see
+/// [`Network::create_sandbox_early`]); its process must not start before the sandbox is complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxNamespaces {
+    /// The network namespace file.
+    pub netns: PathBuf,
+    /// The IPC namespace file.
+    pub ipc_ns: PathBuf,
+    /// The UTS namespace file.
+    pub uts_ns: Option<PathBuf>,
 }
 
 /// A host port forwarded to the pod (`containers[].ports[].hostPort`), done by the portmap plugin.
@@ -460,10 +473,6 @@ impl Network {
         }
     }
 
-    fn loopback_conf(&self) -> Value {
-        json!({"cniVersion": CNI_VERSION, "name": NETWORK_NAME, "type": "loopback"})
-    }
-
     fn bridge_conf(&self, prev: Option<&Value>) -> Value {
         let mut conf = json!({
             "cniVersion": CNI_VERSION,
@@ -540,7 +549,7 @@ impl Network {
     }
 
     /// Creates the pod's namespaces (network + IPC + UTS with `hostname`, persisted as
-    /// bind-mounted files so no pause process is needed), runs CNI ADD (loopback, then bridge with
+    /// bind-mounted files so no pause process is needed), sets `lo` up, runs CNI ADD (bridge with
     /// host-local IPAM over `subnet`, then portmap when `ports` is non-empty) and records the
     /// result. Idempotent: a recorded sandbox whose network namespace still exists is returned as
     /// is (even if `ports` differ); a stale or half-created one is torn down and created anew. On
@@ -550,6 +559,22 @@ impl Network {
         pod_uid: &str,
         hostname: &str,
         ports: &[PortMapping],
+    ) -> Result<PodSandbox, NetError> {
+        self.create_sandbox_early(pod_uid, hostname, ports, None)
+            .await
+    }
+
+    /// [`Self::create_sandbox`] that also sends the namespace files on `early` as soon as they
+    /// exist, before CNI ADD, so a container can be created in them meanwhile. If the creation
+    /// then fails the namespaces are removed (a container created in them keeps its own
+    /// references and must be removed by the caller); `early` is dropped unsent when the
+    /// namespaces themselves cannot be made.
+    pub async fn create_sandbox_early(
+        &self,
+        pod_uid: &str,
+        hostname: &str,
+        ports: &[PortMapping],
+        early: Option<tokio::sync::oneshot::Sender<SandboxNamespaces>>,
     ) -> Result<PodSandbox, NetError> {
         validate_uid(pod_uid)?;
         if hostname.len() > 64 || hostname.contains('\0') {
@@ -570,7 +595,16 @@ impl Network {
         }
         let _guard = self.lock_pod(pod_uid).await;
         match read_json::<Record>(&self.record_path(pod_uid)) {
-            Ok(Some(rec)) if ns::is_ns_mount(&rec.sandbox.netns) => return Ok(rec.sandbox),
+            Ok(Some(rec)) if ns::is_ns_mount(&rec.sandbox.netns) => {
+                if let Some(tx) = early {
+                    let _ = tx.send(SandboxNamespaces {
+                        netns: rec.sandbox.netns.clone(),
+                        ipc_ns: rec.sandbox.ipc_ns.clone(),
+                        uts_ns: rec.sandbox.uts_ns.clone(),
+                    });
+                }
+                return Ok(rec.sandbox);
+            }
             Ok(Some(rec)) => tracing::warn!(
                 pod_uid,
                 netns = %rec.sandbox.netns.display(),
@@ -584,7 +618,7 @@ impl Network {
         if self.pod_dir(pod_uid).exists() || self.netns_path(pod_uid).exists() {
             self.remove_locked(pod_uid).await?;
         }
-        match self.add(pod_uid, hostname, ports).await {
+        match self.add(pod_uid, hostname, ports, early).await {
             Ok(sandbox) => Ok(sandbox),
             Err(e) => {
                 if let Err(cleanup) = self.remove_locked(pod_uid).await {
@@ -600,6 +634,7 @@ impl Network {
         uid: &str,
         hostname: &str,
         ports: &[PortMapping],
+        early: Option<tokio::sync::oneshot::Sender<SandboxNamespaces>>,
     ) -> Result<PodSandbox, NetError> {
         let t0 = std::time::Instant::now();
         let netns = self.netns_path(uid);
@@ -627,31 +662,25 @@ impl Network {
             .await?;
         }
         let t_ns = t0.elapsed();
-        // loopback only sets `lo` up and bridge only touches `eth0` and the host side: they are
-        // independent, so they run at the same time (each is a process start or two).
-        let loopback_conf = self.loopback_conf();
-        let bridge_conf = self.bridge_conf(None);
-        let (lo, bridge) = tokio::join!(
-            self.run(
-                &self.plugins.loopback,
-                "ADD",
-                uid,
-                Some(&netns),
-                "lo",
-                &loopback_conf,
-            ),
-            self.run(
+        if let Some(tx) = early {
+            let _ = tx.send(SandboxNamespaces {
+                netns: netns.clone(),
+                ipc_ns: files.ipc.clone(),
+                uts_ns: Some(files.uts.clone()),
+            });
+        }
+        // `lo` was set up when the namespace was made (all the loopback plugin's ADD does), so
+        // the bridge plugin (eth0, the host side, host-local IPAM) is the only process to run.
+        let bridge = self
+            .run(
                 &self.plugins.bridge,
                 "ADD",
                 uid,
                 Some(&netns),
                 POD_INTERFACE,
-                &bridge_conf,
+                &self.bridge_conf(None),
             )
-        );
-        // Report the bridge's failure first: it is the one that says something useful (IPAM).
-        let bridge = bridge?;
-        lo?;
+            .await?;
         let result = bridge.ok_or_else(|| NetError::BadResult {
             why: "the bridge plugin printed no result".into(),
             result: String::new(),
@@ -690,7 +719,7 @@ impl Network {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(
             pod_uid = uid,
-            "sandbox created in {:.1} ms: namespaces {:.1}, CNI ADD of loopback and bridge {:.1}",
+            "sandbox created in {:.1} ms: namespaces and lo {:.1}, CNI ADD of bridge {:.1}",
             ms(t0.elapsed()),
             ms(t_ns),
             ms(t_cni),
@@ -946,7 +975,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("containernetworking-plugins"), "{err}");
-        assert!(err.contains("loopback"), "{err}");
+        assert!(err.contains("bridge"), "{err}");
     }
 
     #[test]

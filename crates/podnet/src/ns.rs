@@ -99,6 +99,9 @@ pub(crate) fn create(files: &NsFiles, hostname: &str) -> Result<(), NetError> {
                 nix::unistd::sethostname(&hostname)
                     .map_err(|e| ns_err(format!("setting hostname {hostname:?}"), e))?;
             }
+            // What the CNI loopback plugin's ADD does, without a plugin process.
+            loopback_up()
+                .map_err(|e| ns_err("setting lo up in the pod's network namespace".into(), e))?;
             for (kind, target) in [
                 ("net", &files.net),
                 ("ipc", &files.ipc),
@@ -127,6 +130,59 @@ pub(crate) fn create(files: &NsFiles, hostname: &str) -> Result<(), NetError> {
             what: "creating namespaces".into(),
             source: io::Error::other("the namespace-creating thread panicked"),
         })?
+}
+
+/// Sets `lo` up in the calling thread's network namespace: one RTM_NEWLINK request over
+/// rtnetlink (`ip link set lo up`), answered by an acknowledgement carrying the error.
+fn loopback_up() -> Result<(), Errno> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    const RTM_NEWLINK: u16 = 16;
+    const NLMSG_ERROR: u16 = 2;
+    const NLM_F_REQUEST_ACK: u16 = 0x1 | 0x4;
+    const IFF_UP: u32 = 0x1;
+    let index = nix::net::if_::if_nametoindex("lo")?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    // struct nlmsghdr (16 bytes) + struct ifinfomsg (16 bytes), native byte order.
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes());
+    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST_ACK.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+    msg.extend_from_slice(&[0u8, 0u8]); // AF_UNSPEC, padding
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // device type
+    msg.extend_from_slice(&(index as i32).to_ne_bytes());
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // flags
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // change mask
+    sendto(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &msg,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
+    let mut buf = [0u8; 1024];
+    let n = recv(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &mut buf,
+        MsgFlags::empty(),
+    )?;
+    // The acknowledgement: nlmsghdr with type NLMSG_ERROR, then the (negated) errno, 0 for success.
+    if n >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == NLMSG_ERROR {
+        let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        if code == 0 {
+            return Ok(());
+        }
+        return Err(Errno::from_raw(-code));
+    }
+    Err(Errno::EPROTO)
 }
 
 /// Whether `path` is a live namespace (a mounted nsfs file) rather than a leftover plain file.

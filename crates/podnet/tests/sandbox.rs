@@ -262,6 +262,25 @@ async fn two_pods_talk_and_clean_up() {
         "{out:?}"
     );
 
+    // lo is up with its address (what the loopback plugin would have done).
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", name, "ip", "-o", "addr", "show", "dev", "lo",
+        ])
+        .output()
+        .unwrap();
+    let lo = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(lo.contains("127.0.0.1/8"), "{lo}");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", name, "ip", "-o", "link", "show", "dev", "lo",
+        ])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&out.stdout);
+    assert!(link.contains(",UP") || link.contains("<UP"), "{link}");
+
     // IPC and UTS namespaces are real, distinct from the host's, and carry the hostname.
     let host_ipc = std::fs::metadata("/proc/self/ns/ipc").unwrap().ino();
     assert_ne!(std::fs::metadata(&a.ipc_ns).unwrap().ino(), host_ipc);
@@ -561,4 +580,47 @@ async fn restarted_agent_finds_and_removes_sandboxes() {
     assert!(!sb.netns.exists());
     assert!(!t.allocation_file(sb.ip).exists());
     assert_eq!(t.net.sandbox(&u).unwrap(), None);
+}
+
+/// create_sandbox_early sends the namespace files, already mounted, before the sandbox is
+/// complete; an existing sandbox sends its own; a failure to make them drops the sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_namespaces_come_before_the_sandbox() {
+    let t = TestNet::new();
+    let u = uid();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let net = t.net.clone();
+    let task = {
+        let u = u.clone();
+        tokio::spawn(async move { net.create_sandbox_early(&u, "early", &[], Some(tx)).await })
+    };
+    let ns = rx.await.unwrap();
+    // Joinable now: the namespace file is a live nsfs mount.
+    assert_eq!(
+        std::fs::metadata(&ns.netns).unwrap().dev(),
+        std::fs::metadata("/proc/self/ns/net").unwrap().dev()
+    );
+    let sb = task.await.unwrap().unwrap();
+    assert_eq!(ns.netns, sb.netns);
+    assert_eq!(ns.ipc_ns, sb.ipc_ns);
+    assert_eq!(ns.uts_ns, sb.uts_ns);
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let again = t
+        .net
+        .create_sandbox_early(&u, "early", &[], Some(tx))
+        .await
+        .unwrap();
+    assert_eq!(again, sb);
+    assert_eq!(rx.await.unwrap().netns, sb.netns);
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    assert!(
+        t.net
+            .create_sandbox_early("bad uid!", "x", &[], Some(tx))
+            .await
+            .is_err()
+    );
+    assert!(rx.await.is_err());
+    t.net.remove_sandbox(&u).await.unwrap();
 }

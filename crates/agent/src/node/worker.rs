@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Restart back-off: first restart at once, then 10 s doubling to 5 minutes; reset
@@ -206,8 +206,11 @@ pub struct Worker {
     sandbox: Option<podnet::PodSandbox>,
     /// The sandbox being created in the background while the first container's image,
     /// environment and rootfs are prepared (they do not need it); settled before the
-    /// container is created and always by the end of a sync.
+    /// container's process starts and always by the end of a sync.
     sandbox_task: Option<JoinHandle<Result<podnet::PodSandbox, String>>>,
+    /// The pending sandbox's namespace files, sent as soon as they exist (before CNI ADD), so
+    /// the first container is created while the plugins run and started once they are done.
+    sandbox_ns: Option<oneshot::Receiver<podnet::SandboxNamespaces>>,
     phases: Phases,
     volumes: Option<(volumes::Prepared, Instant)>,
     start_time: String,
@@ -345,6 +348,7 @@ impl Worker {
             ctrs,
             sandbox: None,
             sandbox_task: None,
+            sandbox_ns: None,
             phases: Phases::new(),
             volumes: None,
             sent: None,
@@ -700,6 +704,7 @@ impl Worker {
     /// pod's containers can be created (sandbox ready, or host network).
     async fn settle_sandbox(&mut self, pod: &Value) -> bool {
         if let Some(task) = self.sandbox_task.take() {
+            self.sandbox_ns = None;
             let created = task
                 .await
                 .unwrap_or_else(|e| Err(format!("the sandbox task failed: {e}")));
@@ -761,14 +766,17 @@ impl Worker {
                 })
                 .collect();
             // CNI ADD (the slowest step of a start: plugin processes, netlink) runs while
-            // volumes, image and rootfs are prepared; `settle_sandbox` joins it.
+            // volumes, image and rootfs are prepared and the first container is created in
+            // the namespaces (sent ahead on `sandbox_ns`); `settle_sandbox` joins it.
             if self.sandbox_task.is_none() {
                 let ctx = self.ctx.clone();
                 let uid = self.uid.clone();
                 let hostname = spec::hostname(pod);
+                let (ns_tx, ns_rx) = oneshot::channel();
+                self.sandbox_ns = Some(ns_rx);
                 self.sandbox_task = Some(tokio::spawn(async move {
                     ctx.net
-                        .create_sandbox(&uid, &hostname, &ports)
+                        .create_sandbox_early(&uid, &hostname, &ports, Some(ns_tx))
                         .await
                         .map_err(|e| e.to_string())
                 }));
@@ -799,10 +807,10 @@ impl Worker {
                 Err(e) => tracing::warn!("pod {}: refreshing volumes: {e}", self.key()),
             }
             self.phases.lap("volumes");
-            // With a sandbox on its way, `settle_sandbox` writes them once the IP is known.
-            if self.sandbox_task.is_none()
-                && let Err(e) = self.write_etc_files(pod)
-            {
+            // With a sandbox on its way these lack the IP (the files must exist to be bound
+            // into a container created meanwhile); `settle_sandbox` rewrites them in place
+            // once it is known, before any container process starts.
+            if let Err(e) = self.write_etc_files(pod) {
                 tracing::warn!("pod {}: writing /etc files: {e}", self.key());
             }
             self.phases.lap("etc_files");
@@ -1113,16 +1121,6 @@ impl Worker {
         let host = self.ctx.cfg.node_ip.to_string();
         pod_now["status"]["hostIP"] = json!(host);
         pod_now["status"]["hostIPs"] = json!([{"ip": host}]);
-        let vars = env::resolve(
-            &self.ctx.client,
-            &pod_now,
-            cspec,
-            self.ctx.cpu_millis,
-            self.ctx.memory,
-        )
-        .await
-        .map_err(|e| cfg_err(e.to_string()))?;
-        self.phases.lap("env");
         let defaults = ImageDefaults {
             entrypoint: image.config.entrypoint.clone(),
             cmd: image.config.cmd.clone(),
@@ -1130,7 +1128,6 @@ impl Worker {
             working_dir: image.config.working_dir.clone(),
             user: image.config.user.clone(),
         };
-        let args = spec::argv(cspec, &defaults, &vars).map_err(|e| cfg_err(e.to_string()))?;
         let figures = spec::cgroup_figures(cspec).map_err(|e| cfg_err(e.to_string()))?;
         let sec = spec::security(cspec);
         let vols = self
@@ -1156,12 +1153,32 @@ impl Worker {
         let dir = self.ctx.container_dir(&id);
         let _ = self.ctx.runtime.remove(&id).await;
         self.phases.lap("remove_stale");
-        let rootfs = self
-            .ctx
-            .images
-            .mount_rootfs(image, &dir)
-            .map_err(|e| ("CreateContainerError", e.to_string()))?;
-        self.phases.lap("mount_rootfs");
+        // The environment (API reads: services, ConfigMaps, Secrets) is resolved while the
+        // rootfs is mounted: the requests are in flight during the mount syscalls.
+        let images = &self.ctx.images;
+        let (vars, rootfs) = tokio::join!(
+            env::resolve(
+                &self.ctx.client,
+                &pod_now,
+                cspec,
+                self.ctx.cpu_millis,
+                self.ctx.memory,
+            ),
+            async { images.mount_rootfs(image, &dir) }
+        );
+        self.phases.lap("env_mount_rootfs");
+        let rootfs = rootfs.map_err(|e| ("CreateContainerError", e.to_string()))?;
+        let args = vars.map_err(|e| cfg_err(e.to_string())).and_then(|vars| {
+            let args = spec::argv(cspec, &defaults, &vars).map_err(|e| cfg_err(e.to_string()))?;
+            Ok((vars, args))
+        });
+        let (vars, args) = match args {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.ctx.images.unmount_rootfs(&dir);
+                return Err(e);
+            }
+        };
         let (uid, gid, groups) = spec::user(&pod["spec"], cspec, &defaults, &rootfs)
             .map_err(|e| cfg_err(e.to_string()))?;
         let pod_dir = self.ctx.pod_dir(&self.uid);
@@ -1204,11 +1221,30 @@ impl Worker {
         let fp = c.field_path();
         let cname = c.name.clone();
         self.phases.lap("user_files_spec");
-        if !self.settle_sandbox(pod).await {
+        // The namespaces to create the container in: the sandbox's, or those of the sandbox
+        // still being created (CNI ADD then runs beside `runc create`).
+        let namespaces = match (&self.sandbox, self.sandbox_ns.take()) {
+            _ if self.host_network => None,
+            (Some(sb), _) => Some((sb.netns.clone(), sb.ipc_ns.clone())),
+            (None, Some(rx)) => match rx.await {
+                Ok(ns) => Some((ns.netns, ns.ipc_ns)),
+                Err(_) => None,
+            },
+            (None, None) => None,
+        };
+        self.phases.lap("sandbox_ns");
+        if !self.host_network && namespaces.is_none() {
+            // The namespaces could not be made: the task's error says why.
+            self.settle_sandbox(pod).await;
             let _ = self.ctx.images.unmount_rootfs(&dir);
             return Err((SANDBOX_NOT_READY, String::new()));
         }
-        let sandbox = self.sandbox.clone();
+        // The /etc files are bind sources: they must exist even if the IP is not known yet.
+        if !etc.join("hosts").exists()
+            && let Err(e) = self.write_etc_files(pod)
+        {
+            tracing::warn!("pod {}: writing /etc files: {e}", self.key());
+        }
         let cwd = cspec["workingDir"]
             .as_str()
             .filter(|s| !s.is_empty())
@@ -1238,9 +1274,9 @@ impl Worker {
                     std::process::id()
                 )))
             } else {
-                sandbox.as_ref().map(|s| s.netns.clone())
+                namespaces.as_ref().map(|n| n.0.clone())
             },
-            ipc_ns: sandbox.as_ref().map(|s| s.ipc_ns.clone()),
+            ipc_ns: namespaces.as_ref().map(|n| n.1.clone()),
             mounts,
             cpu_shares: figures.cpu_shares,
             cpu_quota: figures.cpu_quota,
@@ -1262,6 +1298,15 @@ impl Worker {
         };
         let created = self.ctx.runtime.create(&spec).await;
         self.phases.lap("conmon_runc_create");
+        // The process must not start before the pod's network (and /etc/hosts) is complete.
+        let sandbox_ready = self.settle_sandbox(pod).await;
+        if !sandbox_ready {
+            if created.is_ok() {
+                let _ = self.ctx.runtime.remove(&id).await;
+            }
+            let _ = self.ctx.images.unmount_rootfs(&dir);
+            return Err((SANDBOX_NOT_READY, String::new()));
+        }
         if let Err(e) = created {
             let _ = self.ctx.images.unmount_rootfs(&dir);
             return Err(("CreateContainerError", e.to_string()));
